@@ -1,0 +1,35 @@
+# The README's two commands (`make demo`, `make test`) are the whole set-up on a fresh machine:
+# each installs the project into .venv first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/sync-engine demo
+
+test: install
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
+
+lint: install
+	$(BIN)/ruff check sync_engine tests benchmarks
+	$(BIN)/ruff format --check sync_engine tests benchmarks
+	$(BIN)/mypy
+
+bench: install
+	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then \
+		for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done; \
+	else echo "no benchmarks yet (see issue #7)"; fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage build *.egg-info

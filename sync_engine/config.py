@@ -1,0 +1,413 @@
+"""TOML config -> frozen, validated config objects.
+
+Every error names the file and the key, so a user can fix it without reading code.
+Strings may reference the environment as ``${NAME}`` (or ``${NAME:-default}``);
+secrets end up in :class:`~sync_engine.secret.Secret`, whose repr is masked.
+Unknown keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+from .errors import ConfigError
+from .secret import Secret
+
+__all__ = [
+    "CsvSourceConfig",
+    "JsonlSourceConfig",
+    "KeyKind",
+    "Mode",
+    "RemovalKind",
+    "SourceConfig",
+    "SyncConfig",
+    "SyncSettings",
+    "UniSenderConfig",
+    "load_config",
+    "parse_config",
+]
+
+Mode = Literal["upsert", "mirror", "insert-only", "update-only"]
+KeyKind = Literal["email", "phone", "email_or_phone"]
+RemovalKind = Literal["exclude", "delete"]
+ProviderKind = Literal["unisender", "selzy"]
+
+DEFAULT_BASE_URLS: Mapping[str, str] = {
+    "unisender": "https://api.unisender.com",
+    "selzy": "https://api.selzy.com",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsvSourceConfig:
+    """A CSV file with a header row."""
+
+    path: Path
+    delimiter: str | None = ","  # None: sniff from the header line
+    encoding: str = "utf-8-sig"  # utf-8 with or without BOM
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonlSourceConfig:
+    """A JSON Lines file: one object per line."""
+
+    path: Path
+    encoding: str = "utf-8"
+
+
+SourceConfig = CsvSourceConfig | JsonlSourceConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class UniSenderConfig:
+    """UniSender or Selzy: one API, two hosts. Defaults follow the documented limits."""
+
+    kind: ProviderKind = "unisender"
+    base_url: str = DEFAULT_BASE_URLS["unisender"]
+    lang: Literal["en", "ru", "ua"] = "en"
+    api_key: Secret
+    list_id: int | None = None
+    overwrite_tags: bool = False
+    overwrite_lists: bool = False
+    timeout: float = 30.0  # per call, as the importContacts page recommends
+    batch_size: int = 500  # documented maximum rows per importContacts call
+    concurrency: int = 4
+    rate_limit: int = 1200  # calls per rate_period per API key, for the whole API
+    rate_period: float = 60.0
+    export_rate_limit: int = 20  # async/exportContacts: 20 per 60 s
+    export_timeout: float = 3600.0  # overall wait for the export task
+    export_poll_interval: float = 1.0  # first poll delay; grows to export_poll_max
+    export_poll_max: float = 15.0
+    max_attempts: int = 5
+    platform: str = "sync-engine"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncSettings:
+    """How the two sides are compared and what a run may change."""
+
+    mode: Mode = "upsert"
+    key: KeyKind = "email"
+    default_region: str | None = None  # ISO country for phones written without +CC
+    removal: RemovalKind = "exclude"  # mirror mode: leave the synced list, or delete
+    max_delete_share: float = 0.10
+    max_delete_count: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncConfig:
+    """Everything one sync needs. ``mapping`` is provider field -> local column."""
+
+    source: SourceConfig
+    provider: UniSenderConfig
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    mapping: Mapping[str, str]
+    path: Path | None = None  # the file it was loaded from, for messages
+    work_dir: Path | None = None  # where exports and plan spools go; None: system temp
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "<config>"
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_USER_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+T = TypeVar("T")
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> SyncConfig:
+    """Read and validate a TOML config file; relative paths resolve beside it."""
+    config_path = Path(path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{config_path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{config_path}: cannot read config: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path}: config is not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{config_path}: invalid TOML: {error}") from None
+    return parse_config(raw, path=config_path, env=env)
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> SyncConfig:
+    """Validate an already-parsed config mapping (also handy for library users)."""
+    label = str(path) if path else "<config>"
+    base_dir = path.parent if path else Path.cwd()
+    environ = os.environ if env is None else env
+    root = _Table(raw, label, "", environ)
+    source = _parse_source(root.table("source", required=True), base_dir)
+    provider = _parse_provider(root.table("provider", required=True))
+    sync = _parse_sync(root.table("sync"))
+    mapping = _parse_mapping(root.table("mapping", required=True))
+    work_dir_text = root.get("work_dir", str, None)
+    root.finish()
+    config = SyncConfig(
+        source=source,
+        provider=provider,
+        sync=sync,
+        mapping=mapping,
+        path=path,
+        work_dir=_resolve(base_dir, work_dir_text) if work_dir_text else None,
+    )
+    _check_consistency(config, label)
+    return config
+
+
+class _Table:
+    """Typed access to one TOML table that remembers which keys were used."""
+
+    def __init__(self, data: Any, label: str, name: str, env: Mapping[str, str]) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{label}: [{name}] must be a table")
+        self._data: Mapping[str, Any] = data
+        self._label = label
+        self._name = name
+        self._env = env
+        self._used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self._label}: [{self._name}] {key}" if self._name else f"{self._label}: {key}"
+
+    def table(self, key: str, *, required: bool = False) -> _Table:
+        self._used.add(key)
+        if key not in self._data:
+            if required:
+                raise ConfigError(f"{self._label}: missing section [{key}]")
+            return _Table({}, self._label, key, self._env)
+        return _Table(self._data[key], self._label, key, self._env)
+
+    def get(self, key: str, kind: type[T], default: T) -> T:
+        self._used.add(key)
+        if key not in self._data:
+            return default
+        value = self._data[key]
+        if isinstance(value, str):
+            value = self._interpolate(key, value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is int and isinstance(value, bool):
+            raise ConfigError(f"{self.where(key)} must be an integer, got {value!r}")
+        if not isinstance(value, kind):
+            raise ConfigError(
+                f"{self.where(key)} must be {kind.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    def optional(self, key: str, kind: type[T]) -> T | None:
+        self._used.add(key)
+        if key not in self._data:
+            return None
+        return self.get(key, kind, self._data[key])
+
+    def choice(self, key: str, allowed: Any, default: str) -> Any:
+        options = get_args(allowed)
+        value = self.get(key, str, default)
+        if value not in options:
+            raise ConfigError(f"{self.where(key)} must be one of {', '.join(options)}; got {value!r}")
+        return value
+
+    def secret(self, key: str) -> Secret:
+        self._used.add(key)
+        if key not in self._data:
+            raise ConfigError(f"{self.where(key)} is required")
+        raw = self._data[key]
+        if not isinstance(raw, str):
+            raise ConfigError(f"{self.where(key)} must be a string")
+        value = self._interpolate(key, raw)
+        if not value.strip():
+            raise ConfigError(f"{self.where(key)} is empty")
+        return Secret(value.strip())
+
+    def items(self) -> list[tuple[str, Any]]:
+        self._used.update(self._data)
+        return [
+            (k, self._interpolate(k, v) if isinstance(v, str) else v) for k, v in self._data.items()
+        ]
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._data) - self._used)
+        if unknown:
+            raise ConfigError(f"{self.where(unknown[0])}: unknown key (known: {self._known()})")
+
+    def _known(self) -> str:
+        return ", ".join(sorted(self._used)) or "none"
+
+    def _interpolate(self, key: str, value: str) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self._env:
+                return self._env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{self.where(key)}: environment variable {name} is not set")
+
+        return _ENV.sub(substitute, value)
+
+
+def _resolve(base_dir: Path, text: str) -> Path:
+    candidate = Path(text).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def _parse_source(table: _Table, base_dir: Path) -> SourceConfig:
+    kind = table.choice("type", Literal["csv", "jsonl"], "csv")
+    path_text = table.get("path", str, "")
+    if not path_text:
+        raise ConfigError(f"{table.where('path')} is required")
+    path = _resolve(base_dir, path_text)
+    source: SourceConfig
+    if kind == "csv":
+        delimiter = table.get("delimiter", str, ",")
+        if delimiter not in (",", ";", "\t", "|", "auto"):
+            raise ConfigError(f"{table.where('delimiter')} must be one of , ; | \\t or auto")
+        source = CsvSourceConfig(
+            path=path,
+            delimiter=None if delimiter == "auto" else delimiter,
+            encoding=_encoding(table, "utf-8-sig"),
+        )
+    else:
+        source = JsonlSourceConfig(path=path, encoding=_encoding(table, "utf-8"))
+    table.finish()
+    return source
+
+
+def _encoding(table: _Table, default: str) -> str:
+    import codecs
+
+    name = table.get("encoding", str, default)
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ConfigError(f"{table.where('encoding')}: unknown encoding {name!r}") from None
+    return name
+
+
+def _positive(table: _Table, key: str, kind: type[T], default: T, maximum: float | None = None) -> T:
+    value = table.get(key, kind, default)
+    assert isinstance(value, int | float)
+    if value <= 0 or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ConfigError(f"{table.where(key)} must be above 0{bound}; got {value}")
+    return value
+
+
+def _parse_provider(table: _Table) -> UniSenderConfig:
+    kind = table.choice("type", ProviderKind, "unisender")
+    base_url = table.get("base_url", str, DEFAULT_BASE_URLS[kind]).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError(f"{table.where('base_url')} must be an http(s) URL; got {base_url!r}")
+    list_id = table.optional("list_id", int)
+    if list_id is not None and list_id <= 0:
+        raise ConfigError(f"{table.where('list_id')} must be a positive list id")
+    config = UniSenderConfig(
+        kind=kind,
+        base_url=base_url,
+        lang=table.choice("lang", Literal["en", "ru", "ua"], "en"),
+        api_key=table.secret("api_key"),
+        list_id=list_id,
+        overwrite_tags=table.get("overwrite_tags", bool, False),
+        overwrite_lists=table.get("overwrite_lists", bool, False),
+        timeout=_positive(table, "timeout", float, 30.0),
+        batch_size=_positive(table, "batch_size", int, 500, maximum=500),
+        concurrency=_positive(table, "concurrency", int, 4, maximum=64),
+        rate_limit=_positive(table, "rate_limit", int, 1200),
+        rate_period=_positive(table, "rate_period", float, 60.0),
+        export_rate_limit=_positive(table, "export_rate_limit", int, 20),
+        export_timeout=_positive(table, "export_timeout", float, 3600.0),
+        export_poll_interval=_positive(table, "export_poll_interval", float, 1.0),
+        export_poll_max=_positive(table, "export_poll_max", float, 15.0),
+        max_attempts=_positive(table, "max_attempts", int, 5, maximum=50),
+        platform=table.get("platform", str, "sync-engine"),
+    )
+    table.finish()
+    return config
+
+
+def _parse_sync(table: _Table) -> SyncSettings:
+    share = table.get("max_delete_share", float, 0.10)
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{table.where('max_delete_share')} must be between 0 and 1; got {share}")
+    count = table.optional("max_delete_count", int)
+    if count is not None and count < 0:
+        raise ConfigError(f"{table.where('max_delete_count')} must be 0 or more")
+    region = table.optional("default_region", str)
+    if region is not None:
+        import phonenumbers
+
+        region = region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{table.where('default_region')}: unknown region {region!r}")
+    settings = SyncSettings(
+        mode=table.choice("mode", Mode, "upsert"),
+        key=table.choice("key", KeyKind, "email"),
+        default_region=region,
+        removal=table.choice("removal", RemovalKind, "exclude"),
+        max_delete_share=share,
+        max_delete_count=count,
+    )
+    table.finish()
+    return settings
+
+
+def _parse_mapping(table: _Table) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for provider_field, column in table.items():
+        if not isinstance(column, str) or not column:
+            raise ConfigError(f"{table.where(provider_field)} must name a local column")
+        if not _USER_FIELD.match(provider_field):
+            raise ConfigError(
+                f"{table.where(provider_field)}: provider field names use Latin letters, digits,"
+                " '_' and '-', starting with a letter"
+            )
+        mapping[provider_field] = column
+    if not mapping:
+        raise ConfigError(f"{table.where('')}: map at least the key field (email or phone)")
+    return mapping
+
+
+def _check_consistency(config: SyncConfig, label: str) -> None:
+    from .providers.unisender import UNISENDER_SCHEMA
+
+    mapping = config.mapping
+    key = config.sync.key
+    needed = {"email": ["email"], "phone": ["phone"], "email_or_phone": ["email", "phone"]}[key]
+    missing = [name for name in needed if name not in mapping]
+    if missing:
+        raise ConfigError(
+            f"{label}: [sync] key = {key!r} needs [mapping] {missing[0]} = \"<local column>\""
+        )
+    for name in mapping:
+        if name in UNISENDER_SCHEMA.reserved:
+            raise ConfigError(
+                f"{label}: [mapping] {name}: this field is the provider's to manage"
+                " (statuses and consent are never overwritten from local data)"
+            )
+    user_fields = [n for n in mapping if n not in UNISENDER_SCHEMA.system]
+    if len(user_fields) > 50:
+        raise ConfigError(f"{label}: [mapping] maps {len(user_fields)} user fields; the limit is 50")
+    provider = config.provider
+    if provider.overwrite_lists and not {"email_list_ids", "phone_list_ids"} & set(mapping):
+        raise ConfigError(
+            f"{label}: [provider] overwrite_lists = true replaces every list of a contact, so it"
+            " needs [mapping] email_list_ids (or phone_list_ids) from local data"
+        )
+    if provider.overwrite_tags and "tags" not in mapping:
+        raise ConfigError(f"{label}: [provider] overwrite_tags = true needs [mapping] tags")
+    if config.sync.mode == "mirror" and config.sync.removal == "exclude" and provider.list_id is None:
+        raise ConfigError(
+            f"{label}: [sync] removal = \"exclude\" removes contacts from the synced list, so"
+            " [provider] list_id is required (or use removal = \"delete\")"
+        )

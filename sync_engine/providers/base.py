@@ -1,0 +1,113 @@
+"""The provider interface and the outcome taxonomy every provider maps its answers to.
+
+A provider owns its wire format and error vocabulary. What it returns is shared:
+
+- per row: ``OK``, ``WARNING`` (applied, with a note), ``REJECTED`` (bad data, permanent),
+  ``KEPT`` (refused for consent: the provider keeps its own state), ``TRANSIENT`` (not
+  applied this time, worth retrying);
+- per call, by exception (see :mod:`sync_engine.errors`): retriable, fatal, batch rejected.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..contact import RemoteRecord
+from ..plan import Batch
+from ..records import RowProblem
+from ..schema import FieldSchema
+
+__all__ = [
+    "BatchOutcome",
+    "Provider",
+    "ProviderLimits",
+    "ProviderStats",
+    "RemoteSnapshot",
+    "RowOutcome",
+    "RowStatus",
+]
+
+
+class RowStatus(enum.Enum):
+    OK = "ok"
+    WARNING = "warning"
+    REJECTED = "rejected"
+    KEPT = "kept"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """The provider's verdict on one row of a batch (``index`` into ``batch.changes``)."""
+
+    index: int
+    status: RowStatus
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    """A batch's answer. Rows not listed in ``rows`` were applied plainly."""
+
+    rows: tuple[RowOutcome, ...] = ()
+    warnings: tuple[str, ...] = ()
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderLimits:
+    """What the executor needs to know to fan out within the provider's limits."""
+
+    batch_rows: int
+    concurrency: int
+
+
+@dataclass(kw_only=True)
+class ProviderStats:
+    """Calls made, retries and time spent waiting on the rate limiter, for the report."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    rate_limit_wait: float = 0.0
+
+    def count_call(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+
+    def count_retry(self, method: str) -> None:
+        self.retries[method] = self.retries.get(method, 0) + 1
+
+
+class RemoteSnapshot(Protocol):
+    """The provider's contacts at one moment; iterable more than once."""
+
+    def records(self) -> AsyncIterator[RemoteRecord | RowProblem]: ...
+
+
+class Provider(Protocol):
+    """One provider account, open for the duration of a run."""
+
+    name: str
+    schema: FieldSchema
+    limits: ProviderLimits
+    stats: ProviderStats
+
+    async def check(self, fields: Sequence[str]) -> list[str]:
+        """Pre-flight: verify the account, list and fields; return warnings.
+
+        Raises ConfigError for a missing list or field, FatalProviderError for a bad key.
+        """
+        ...
+
+    async def snapshot(self, fields: Sequence[str]) -> RemoteSnapshot:
+        """Fetch the provider's current contacts (with these fields) as a snapshot."""
+        ...
+
+    async def apply(self, batch: Batch) -> BatchOutcome:
+        """Send one batch, retrying what is safe to retry; raise what is not."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,421 @@
+"""UniSender and Selzy: one API on two hosts.
+
+Apply is ``importContacts`` (an idempotent upsert by email/phone, up to 500 rows a
+call); the remote snapshot is ``async/exportContacts`` -> poll ``async/getTaskResult`` ->
+stream ``file_to_download`` to disk -> parse row by row.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+import structlog
+
+from ..clock import Clock, LoopClock
+from ..config import UniSenderConfig
+from ..contact import RemoteRecord
+from ..errors import (
+    ConfigError,
+    ExportError,
+    FatalProviderError,
+    ProviderError,
+)
+from ..normalise import FieldValue
+from ..plan import Batch, BatchKind
+from ..ratelimit import RateLimiter
+from ..records import RowProblem, SourceRow
+from ..retry import RetryPolicy, call_with_retries, default_is_retriable
+from ..schema import FieldKind, FieldSchema
+from ..sources._threaded import iterate_in_thread
+from . import _http
+from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
+from .base import BatchOutcome, ProviderLimits, ProviderStats
+from .export_file import iter_export_rows
+
+__all__ = ["LOCKED_EMAIL_STATUSES", "UNISENDER_SCHEMA", "UniSenderProvider"]
+
+log = structlog.get_logger("sync_engine.unisender")
+
+# Fields the sync may write. Everything else UniSender calls a system field belongs to
+# the provider: statuses and unsubscriptions are consent, times and IPs are its records.
+UNISENDER_SCHEMA = FieldSchema(
+    system={
+        "email": FieldKind.EMAIL,
+        "phone": FieldKind.PHONE,
+        "tags": FieldKind.TAGS,
+        "email_list_ids": FieldKind.IDS,
+        "phone_list_ids": FieldKind.IDS,
+        "email_unsubscribed_list_ids": FieldKind.IDS,
+        "email_excluded_list_ids": FieldKind.IDS,
+    },
+    reserved=frozenset(
+        {
+            "id",
+            "delete",
+            "email_status",
+            "email_availability",
+            "email_add_time",
+            "email_request_ip",
+            "email_confirm_time",
+            "email_confirm_ip",
+            "email_subscribe_times",
+            "email_unsubscribed_list_ids",
+            "email_excluded_list_ids",
+            "phone_status",
+            "phone_availability",
+            "phone_add_time",
+            "phone_request_ip",
+            "phone_subscribe_times",
+            "phone_unsubscribed_list_ids",
+            "phone_excluded_list_ids",
+        }
+    ),
+)
+
+# An import cannot change these statuses, and a sync must not try: the contact (or the
+# provider's staff) decided, and the local system should learn of it instead.
+LOCKED_EMAIL_STATUSES = frozenset({"unsubscribed", "blocked", "activation_requested"})
+LOCKED_PHONE_STATUSES = frozenset({"unsubscribed", "blocked"})
+_WAITING_STATUSES = frozenset({"new", "processing", "queued"})
+
+
+class UniSenderProvider:
+    """A UniSender or Selzy account, used for one run."""
+
+    schema = UNISENDER_SCHEMA
+
+    def __init__(
+        self,
+        config: UniSenderConfig,
+        *,
+        session: aiohttp.ClientSession,
+        work_dir: Path,
+        key: str = "email",
+        removal: str = "exclude",
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_progress: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.kind
+        self.limits = ProviderLimits(batch_rows=config.batch_size, concurrency=config.concurrency)
+        self.stats = ProviderStats()
+        self._session = session
+        self._work_dir = work_dir
+        self._key = key
+        self._removal = removal
+        self._clock = clock or LoopClock()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._scrub = _http.Scrubber([config.api_key.reveal()])
+        self._api_limiter = RateLimiter(
+            config.rate_limit, config.rate_period, clock=self._clock, name="api"
+        )
+        self._export_limiter = RateLimiter(
+            config.export_rate_limit, config.rate_period, clock=self._clock, name="export"
+        )
+        self._retry = RetryPolicy(max_attempts=config.max_attempts)
+        self._on_progress = on_progress or (lambda stage, info: None)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session belongs to the engine."""
+
+    # -- calls ------------------------------------------------------------------------
+    def _url(self, method: str) -> str:
+        return f"{self.config.base_url}/{self.config.lang}/api/{method}?format=json"
+
+    async def call(
+        self,
+        method: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        limiters: Sequence[RateLimiter] = (),
+        rejected_error: type[ProviderError] | None = None,
+    ) -> tuple[Any, list[str]]:
+        """One API method with rate limiting and retries; returns (result, warnings)."""
+        body = encode_form(
+            [
+                *params,
+                ("api_key", self.config.api_key.reveal()),
+                ("platform", self.config.platform),
+            ]
+        )
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        extra = {"rejected_error": rejected_error} if rejected_error else {}
+
+        async def attempt() -> tuple[Any, list[str]]:
+            for limiter in (*limiters, self._api_limiter):
+                await limiter.acquire()
+            self.stats.count_call(method)
+            response = await _http.request(
+                self._session,
+                "POST",
+                self._url(method),
+                data=body,
+                headers=headers,
+                timeout=self.config.timeout,
+                scrub=self._scrub,
+            )
+            if response.status != 200:
+                # 5xx and 429 were raised as retriable already; any other status means a
+                # wrong base_url or path, which no retry will fix.
+                raise FatalProviderError(
+                    f"{method}: HTTP {response.status} from"
+                    f" {_http.redact_url(self._url(method))}; check [provider] base_url",
+                    code=f"http_{response.status}",
+                )
+            return parse_answer(
+                response.body,
+                method=method,
+                retry_after=_http.retry_after_seconds(response.headers),
+                scrub=self._scrub,
+                **extra,
+            )
+
+        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
+            self.stats.count_retry(method)
+            log.warning(
+                "retrying", method=method, attempt=attempt_no, wait=round(delay, 2), error=str(error)
+            )
+
+        return await call_with_retries(
+            attempt,
+            policy=self._retry,
+            is_retriable=default_is_retriable,
+            clock=self._clock,
+            rng=self._rng,
+            on_retry=on_retry,
+        )
+
+    # -- pre-flight -----------------------------------------------------------------
+    async def check(self, fields: Sequence[str]) -> list[str]:
+        """Verify the key, the synced list and every user field before any change."""
+        warnings: list[str] = []
+        if self.config.list_id is not None:
+            lists, _ = await self.call("getLists", [])
+            ids = {str(item.get("id")) for item in lists or [] if isinstance(item, dict)}
+            if str(self.config.list_id) not in ids:
+                raise ConfigError(
+                    f"[provider] list_id = {self.config.list_id}: no such list in the account"
+                    f" (lists: {', '.join(sorted(ids)) or 'none'})"
+                )
+        user_fields = [f for f in fields if f not in self.schema.system]
+        if user_fields:
+            known, _ = await self.call("getFields", [])
+            names = {str(item.get("name")) for item in known or [] if isinstance(item, dict)}
+            missing = [f for f in user_fields if f not in names]
+            if missing:
+                raise ConfigError(
+                    f"[mapping] {missing[0]}: no such user field in the account; create it"
+                    f" (createField) or fix the mapping (fields: {', '.join(sorted(names))})"
+                )
+        return warnings
+
+    # -- snapshot -------------------------------------------------------------------
+    def export_fields(self, fields: Sequence[str]) -> list[str]:
+        """The synced fields plus what consent decisions need."""
+        wanted = list(fields)
+        extra = []
+        if "email" in wanted:
+            extra += ["email_status", "email_unsubscribed_list_ids"]
+        if "phone" in wanted:
+            extra += ["phone_status"]
+        return wanted + [f for f in extra if f not in wanted]
+
+    async def snapshot(self, fields: Sequence[str]) -> ExportSnapshot:
+        """Export the synced list (or the whole base) to a local file."""
+        export_fields = self.export_fields(fields)
+        params = [("field_names[]", name) for name in export_fields]
+        if self.config.list_id is not None:
+            params.append(("list_id", str(self.config.list_id)))
+        url = await self._wait_for_export(params)
+        path = self._work_dir / f"export-{uuid.uuid4().hex}.csv"
+        size = await self._download(url, path)
+        log.info("export downloaded", bytes=size)
+        return ExportSnapshot(
+            path,
+            fields=export_fields,
+            lock=self._lock_reason,
+        )
+
+    async def _wait_for_export(self, params: list[tuple[str, str]]) -> str:
+        result, _ = await self.call(
+            "async/exportContacts",
+            params,
+            limiters=[self._export_limiter],
+            rejected_error=ExportError,
+        )
+        task = str(result.get("task_uuid", "")) if isinstance(result, dict) else ""
+        if not task:
+            raise ExportError("async/exportContacts: the answer has no task_uuid")
+        started = self._clock.now()
+        delay = self.config.export_poll_interval
+        status = str(result.get("status", "new"))
+        while True:
+            self._on_progress("export", {"status": status, "waited": self._clock.now() - started})
+            waited = self._clock.now() - started
+            if waited + delay > self.config.export_timeout:
+                raise ExportError(
+                    f"export task {task} not completed after {waited:.0f} s"
+                    f" (status {status!r}); [provider] export_timeout ="
+                    f" {self.config.export_timeout:g}"
+                )
+            await self._clock.sleep(delay)
+            delay = min(delay * 1.5, self.config.export_poll_max)
+            answer, _ = await self.call(
+                "async/getTaskResult", [("task_uuid", task)], rejected_error=ExportError
+            )
+            if not isinstance(answer, dict):
+                raise ExportError("async/getTaskResult: result is not an object")
+            status = str(answer.get("status", ""))
+            if status == "completed":
+                link = answer.get("file_to_download")
+                if not isinstance(link, str) or not link:
+                    raise ExportError(f"export task {task} completed without file_to_download")
+                return urljoin(self.config.base_url + "/", link)
+            if status not in _WAITING_STATUSES:
+                raise ExportError(
+                    f"export task {task} reported status {status!r}"
+                    " (expected new, processing or completed)"
+                )
+
+    async def _download(self, url: str, path: Path) -> int:
+        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
+            self.stats.count_retry("download")
+            log.warning("retrying download", attempt=attempt_no, error=str(error))
+
+        received = 0
+
+        def on_bytes(count: int) -> None:
+            nonlocal received
+            received += count
+            self._on_progress("download", {"bytes": received})
+
+        async def attempt() -> int:
+            nonlocal received
+            received = 0
+            self.stats.count_call("download")
+            return await _http.download(
+                self._session,
+                url,
+                path,
+                timeout=self.config.timeout,
+                scrub=self._scrub,
+                on_bytes=on_bytes,
+            )
+
+        return await call_with_retries(
+            attempt,
+            policy=self._retry,
+            is_retriable=default_is_retriable,
+            clock=self._clock,
+            rng=self._rng,
+            on_retry=on_retry,
+        )
+
+    def _lock_reason(self, values: Mapping[str, object]) -> str | None:
+        """Why the provider owns this contact, judged on the sync key's channel."""
+        email_status = str(values.get("email_status") or "").strip().lower()
+        phone_status = str(values.get("phone_status") or "").strip().lower()
+        has_email = bool(str(values.get("email") or "").strip())
+        use_email = self._key == "email" or (self._key == "email_or_phone" and has_email)
+        if use_email:
+            if email_status in LOCKED_EMAIL_STATUSES:
+                return f"email_status={email_status}"
+            list_id = self.config.list_id
+            unsubscribed = str(values.get("email_unsubscribed_list_ids") or "")
+            if list_id is not None and str(list_id) in {
+                part.strip() for part in unsubscribed.split(",")
+            }:
+                return f"unsubscribed from list {list_id}"
+            return None
+        if phone_status in LOCKED_PHONE_STATUSES:
+            return f"phone_status={phone_status}"
+        return None
+
+    # -- apply ----------------------------------------------------------------------
+    async def apply(self, batch: Batch) -> BatchOutcome:
+        """One importContacts call for the batch (an idempotent upsert: safe to resend)."""
+        field_names, rows = self._encode(batch)
+        options = {"overwrite_tags": "0", "overwrite_lists": "0"}
+        if batch.kind is BatchKind.UPSERT:
+            options = {
+                "overwrite_tags": "1" if self.config.overwrite_tags else "0",
+                "overwrite_lists": "1" if self.config.overwrite_lists else "0",
+            }
+        result, warnings = await self.call(
+            "importContacts", import_pairs(field_names, rows, options)
+        )
+        return parse_import_result(result, warnings, len(rows))
+
+    def _encode(self, batch: Batch) -> tuple[list[str], list[list[str]]]:
+        if batch.kind is BatchKind.UPSERT:
+            field_names = list(batch.changes[0].fields)
+            for change in batch.changes[1:]:
+                for name in change.fields:
+                    if name not in field_names:
+                        field_names.append(name)
+            rows = [
+                [_cell(change.fields.get(name, "")) for name in field_names]
+                for change in batch.changes
+            ]
+            return field_names, rows
+        identity = ["email", "phone"] if self._key == "email_or_phone" else [self._key]
+        if self._removal == "delete":
+            field_names = [*identity, "delete"]
+            rows = [[*_identity_cells(c.key, identity), "1"] for c in batch.changes]
+            return field_names, rows
+        list_id = str(self.config.list_id)
+        field_names = [*identity, *(f"{channel}_excluded_list_ids" for channel in identity)]
+        rows = []
+        for change in batch.changes:
+            cells = _identity_cells(change.key, identity)
+            rows.append([*cells, *(list_id if cell else "" for cell in cells)])
+        return field_names, rows
+
+
+def _identity_cells(key: str, identity: Sequence[str]) -> list[str]:
+    is_email = "@" in key
+    return [key if (name == "email") == is_email else "" for name in identity]
+
+
+def _cell(value: FieldValue) -> str:
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value, key=_natural))
+    return value
+
+
+def _natural(text: str) -> tuple[int, str]:
+    return (int(text), "") if text.isdigit() else (0, text)
+
+
+class ExportSnapshot:
+    """A downloaded export file, parsed lazily and re-readable (for dry-run samples)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fields: Sequence[str],
+        lock: Callable[[Mapping[str, object]], str | None],
+    ) -> None:
+        self.path = path
+        self.fields = list(fields)
+        self._lock = lock
+
+    async def records(self) -> AsyncIterator[RemoteRecord | RowProblem]:
+        lowered = [(name, name.lower()) for name in self.fields]
+        async for item in iterate_in_thread(
+            lambda: iter_export_rows(self.path, expected_fields=self.fields)
+        ):
+            if isinstance(item, SourceRow):
+                raw = item.values
+                values = {name: raw.get(low) for name, low in lowered}
+                yield RemoteRecord(item.origin, values, self._lock(values))
+            else:
+                yield item
