@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..normalise import FieldValue
 from ..plan import Batch, BatchKind
-from ..ratelimit import RateLimiter
+from ..ratelimit import CompositeLimiter, RateLimiter
 from ..records import RowProblem, SourceRow
 from ..retry import RetryPolicy, call_with_retries, default_is_retriable
 from ..schema import FieldKind, FieldSchema
@@ -116,9 +116,12 @@ class UniSenderProvider:
         self._api_limiter = RateLimiter(
             config.rate_limit, config.rate_period, clock=self._clock, name="api"
         )
-        self._export_limiter = RateLimiter(
+        export_limiter = RateLimiter(
             config.export_rate_limit, config.rate_period, clock=self._clock, name="export"
         )
+        # Both slots are taken at one instant, so neither window is overrun while the
+        # other is awaited.
+        self._export_limiter = CompositeLimiter(export_limiter, self._api_limiter, name="export")
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
         self._on_progress = on_progress or (lambda stage, info: None)
 
@@ -134,7 +137,7 @@ class UniSenderProvider:
         method: str,
         params: Sequence[tuple[str, str]],
         *,
-        limiters: Sequence[RateLimiter] = (),
+        limiter: RateLimiter | CompositeLimiter | None = None,
         rejected_error: type[ProviderError] | None = None,
     ) -> tuple[Any, list[str]]:
         """One API method with rate limiting and retries; returns (result, warnings)."""
@@ -149,8 +152,7 @@ class UniSenderProvider:
         extra = {"rejected_error": rejected_error} if rejected_error else {}
 
         async def attempt() -> tuple[Any, list[str]]:
-            for limiter in (*limiters, self._api_limiter):
-                await limiter.acquire()
+            await (limiter if limiter is not None else self._api_limiter).acquire()
             self.stats.count_call(method)
             response = await _http.request(
                 self._session,
@@ -247,7 +249,7 @@ class UniSenderProvider:
         result, _ = await self.call(
             "async/exportContacts",
             params,
-            limiters=[self._export_limiter],
+            limiter=self._export_limiter,
             rejected_error=ExportError,
         )
         task = str(result.get("task_uuid", "")) if isinstance(result, dict) else ""

@@ -1,0 +1,19 @@
+"""Provider emulators: real HTTP servers with the providers' semantics, for tests and demos."""
+
+from __future__ import annotations
+
+from ._export import ExportFormat
+from ._faults import FaultInjector, FaultKind
+from ._model import EmulatedContact
+from ._wire import RecordedRequest
+from .unisender import EmulatorOptions, UniSenderEmulator
+
+__all__ = [
+    "EmulatedContact",
+    "EmulatorOptions",
+    "ExportFormat",
+    "FaultInjector",
+    "FaultKind",
+    "RecordedRequest",
+    "UniSenderEmulator",
+]

@@ -1,0 +1,1 @@
+"""Provider clients, their shared HTTP layer, and the export-file parser."""

@@ -1,0 +1,57 @@
+"""Public test helpers: serve an emulator on loopback for a test or for ``sync-engine emulate``.
+
+Neither helper closes the emulator: the caller owns it (``async with UniSenderEmulator(...)``
+or ``await emulator.aclose()``), so one emulator's state can outlive several servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from yarl import URL
+
+from .emulator import UniSenderEmulator
+
+__all__ = ["running_emulator", "serve_forever"]
+
+# In-flight requests get this long to finish when a server stops; tests should not wait more.
+_SHUTDOWN_TIMEOUT = 2.0
+
+
+@asynccontextmanager
+async def _serving(emulator: UniSenderEmulator, host: str, port: int) -> AsyncIterator[str]:
+    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1]
+        yield str(URL.build(scheme="http", host=host, port=bound_port))
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_emulator(
+    emulator: UniSenderEmulator, *, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Serve the emulator on a free loopback port; yields a base URL like ``http://127.0.0.1:PORT``."""
+    async with _serving(emulator, host, 0) as base_url:
+        yield base_url
+
+
+async def serve_forever(
+    emulator: UniSenderEmulator,
+    *,
+    host: str,
+    port: int,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until cancelled; ``ready(base_url)`` is called once the socket listens."""
+    async with _serving(emulator, host, port) as base_url:
+        if ready is not None:
+            ready(base_url)
+        await asyncio.Event().wait()
