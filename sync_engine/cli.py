@@ -51,20 +51,38 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", "-c", type=Path, default=Path("sync-engine.toml"),
-                         help="TOML config file (default: ./sync-engine.toml)")
-        sub.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
-                         help="logs on stderr: console text or JSON lines (auto: JSON unless a TTY)")
+        sub.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=Path("sync-engine.toml"),
+            help="TOML config file (default: ./sync-engine.toml)",
+        )
+        sub.add_argument(
+            "--log-format",
+            choices=["auto", "console", "json"],
+            default="auto",
+            help="logs on stderr: console text or JSON lines (auto: JSON unless a TTY)",
+        )
         sub.add_argument("--verbose", "-v", action="store_true", help="log each stage")
 
     run = commands.add_parser("run", help="plan and apply a sync")
     common(run)
-    run.add_argument("--full", action="store_true",
-                     help="resend every local contact whatever the diff says")
-    run.add_argument("--allow-deletes", type=int, metavar="N",
-                     help="allow up to N removals this run, above the deletion guard")
-    run.add_argument("--rejects", type=Path, metavar="FILE",
-                     help="write every rejected or invalid row, with its reason, to this CSV")
+    run.add_argument(
+        "--full", action="store_true", help="resend every local contact whatever the diff says"
+    )
+    run.add_argument(
+        "--allow-deletes",
+        type=int,
+        metavar="N",
+        help="allow up to N removals this run, above the deletion guard",
+    )
+    run.add_argument(
+        "--rejects",
+        type=Path,
+        metavar="FILE",
+        help="write every rejected or invalid row, with its reason, to this CSV",
+    )
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(handler=_cmd_run)
 
@@ -79,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the config")
     common(check)
-    check.add_argument("--online", action="store_true",
-                       help="also ask the provider: key, list and user fields")
+    check.add_argument(
+        "--online", action="store_true", help="also ask the provider: key, list and user fields"
+    )
     check.set_defaults(handler=_cmd_check)
 
     emulate = commands.add_parser("emulate", help="serve the provider emulator")
@@ -89,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--port", type=int, default=0, help="0 picks a free port")
     emulate.add_argument("--api-key", default=os.environ.get("EMULATOR_API_KEY", "test-key"))
     emulate.add_argument("--seed", type=Path, help="JSON file: lists, fields and contacts")
-    emulate.add_argument("--export-delay", type=float, default=0.2,
-                         help="seconds an export task takes to complete")
+    emulate.add_argument(
+        "--export-delay", type=float, default=0.2, help="seconds an export task takes to complete"
+    )
     emulate.set_defaults(handler=_cmd_emulate)
 
     demo = commands.add_parser("demo", help="a real sync of sample contacts against the emulator")
@@ -189,7 +209,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     async def online() -> list[str]:
         async with SyncEngine(config) as engine:
-            provider_obj = engine._provider  # noqa: SLF001 - the CLI is part of the package
+            provider_obj = engine._provider
             assert provider_obj is not None
             from .contact import ContactBuilder
             from .normalise import Normaliser

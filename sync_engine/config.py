@@ -121,7 +121,9 @@ _USER_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 T = TypeVar("T")
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> SyncConfig:
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> SyncConfig:
     """Read and validate a TOML config file; relative paths resolve beside it."""
     config_path = Path(path)
     try:
@@ -210,13 +212,16 @@ class _Table:
         self._used.add(key)
         if key not in self._data:
             return None
-        return self.get(key, kind, self._data[key])
+        value: T = self.get(key, kind, self._data[key])
+        return value
 
     def choice(self, key: str, allowed: Any, default: str) -> Any:
         options = get_args(allowed)
         value = self.get(key, str, default)
         if value not in options:
-            raise ConfigError(f"{self.where(key)} must be one of {', '.join(options)}; got {value!r}")
+            raise ConfigError(
+                f"{self.where(key)} must be one of {', '.join(options)}; got {value!r}"
+            )
         return value
 
     def secret(self, key: str) -> Secret:
@@ -295,7 +300,9 @@ def _encoding(table: _Table, default: str) -> str:
     return name
 
 
-def _positive(table: _Table, key: str, kind: type[T], default: T, maximum: float | None = None) -> T:
+def _positive(
+    table: _Table, key: str, kind: type[T], default: T, maximum: float | None = None
+) -> T:
     value = table.get(key, kind, default)
     assert isinstance(value, int | float)
     if value <= 0 or (maximum is not None and value > maximum):
@@ -387,7 +394,7 @@ def _check_consistency(config: SyncConfig, label: str) -> None:
     missing = [name for name in needed if name not in mapping]
     if missing:
         raise ConfigError(
-            f"{label}: [sync] key = {key!r} needs [mapping] {missing[0]} = \"<local column>\""
+            f'{label}: [sync] key = {key!r} needs [mapping] {missing[0]} = "<local column>"'
         )
     for name in mapping:
         if name in UNISENDER_SCHEMA.reserved:
@@ -397,7 +404,9 @@ def _check_consistency(config: SyncConfig, label: str) -> None:
             )
     user_fields = [n for n in mapping if n not in UNISENDER_SCHEMA.system]
     if len(user_fields) > 50:
-        raise ConfigError(f"{label}: [mapping] maps {len(user_fields)} user fields; the limit is 50")
+        raise ConfigError(
+            f"{label}: [mapping] maps {len(user_fields)} user fields; the limit is 50"
+        )
     provider = config.provider
     if provider.overwrite_lists and not {"email_list_ids", "phone_list_ids"} & set(mapping):
         raise ConfigError(
@@ -406,8 +415,12 @@ def _check_consistency(config: SyncConfig, label: str) -> None:
         )
     if provider.overwrite_tags and "tags" not in mapping:
         raise ConfigError(f"{label}: [provider] overwrite_tags = true needs [mapping] tags")
-    if config.sync.mode == "mirror" and config.sync.removal == "exclude" and provider.list_id is None:
+    if (
+        config.sync.mode == "mirror"
+        and config.sync.removal == "exclude"
+        and provider.list_id is None
+    ):
         raise ConfigError(
-            f"{label}: [sync] removal = \"exclude\" removes contacts from the synced list, so"
-            " [provider] list_id is required (or use removal = \"delete\")"
+            f'{label}: [sync] removal = "exclude" removes contacts from the synced list, so'
+            ' [provider] list_id is required (or use removal = "delete")'
         )

@@ -105,7 +105,9 @@ class ContactBuilder:
         if problem is not None:
             return RowProblem(problem.origin, problem.field, problem.reason, key=key)
         if key is None:
-            return RowProblem(row.origin, self._key_column(), f"no {self._key_label()} (the sync key)")
+            return RowProblem(
+                row.origin, self._key_column(), f"no {self._key_label()} (the sync key)"
+            )
         return Contact(key=key, fields=values, origin=row.origin)
 
     def remote(self, record: RemoteRecord) -> RemoteContact | RowProblem:
@@ -161,4 +163,3 @@ class ContactBuilder:
         if "@" in key:
             return {"email": key}
         return {"phone": key}
-

@@ -52,7 +52,9 @@ class Differ:
     set lacks. Every other field is compared exactly, through a digest.
     """
 
-    def __init__(self, *, fields: Sequence[str], additive: frozenset[str], full: bool = False) -> None:
+    def __init__(
+        self, *, fields: Sequence[str], additive: frozenset[str], full: bool = False
+    ) -> None:
         self.exact_fields = tuple(f for f in fields if f not in additive)
         self.additive_fields = tuple(f for f in fields if f in additive)
         self.full = full

@@ -154,8 +154,9 @@ class SyncEngine:
         )
         self.last_report = report
         try:
-            await self._run(report, dry_run=dry_run, full=full, allow_deletes=allow_deletes,
-                            samples=samples)
+            await self._run(
+                report, dry_run=dry_run, full=full, allow_deletes=allow_deletes, samples=samples
+            )
         except anyio.get_cancelled_exc_class():
             report.outcome = Outcome.CANCELLED
             report.message = "cancelled; the report shows what was done before"
@@ -184,7 +185,8 @@ class SyncEngine:
         allow_deletes: int | None,
         samples: int,
     ) -> None:
-        assert self._provider is not None and self._work_dir is not None
+        assert self._provider is not None
+        assert self._work_dir is not None
         provider = self._provider
         settings = self.config.sync
         builder = ContactBuilder(
@@ -368,9 +370,9 @@ class SyncEngine:
             async for record in snapshot.records():
                 if isinstance(record, RowProblem):
                     continue
-                contact = builder.remote(record)
-                if isinstance(contact, RemoteContact) and contact.key in wanted:
-                    remote[contact.key] = contact
+                known = builder.remote(record)
+                if isinstance(known, RemoteContact) and known.key in wanted:
+                    remote[known.key] = known
                     if len(remote) == len(wanted):
                         break
         result = [

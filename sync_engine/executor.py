@@ -68,7 +68,9 @@ class Executor:
                     scope.cancel()
                     return
                 except BatchRejectedError as error:
-                    log.error("batch rejected", batch=batch.number, rows=len(batch), error=str(error))
+                    log.error(
+                        "batch rejected", batch=batch.number, rows=len(batch), error=str(error)
+                    )
                     self._record_failed(batch, error, stage="provider")
                 except ProviderError as error:
                     log.error("batch failed", batch=batch.number, rows=len(batch), error=str(error))

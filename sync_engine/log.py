@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import IO, Any, Literal
+from typing import Any, Literal, TextIO
 
 import orjson
 import structlog
@@ -26,7 +26,7 @@ def configure_logging(
     log_format: LogFormat = "auto",
     verbose: bool = False,
     secrets: Iterable[str] = (),
-    stream: IO[str] | None = None,
+    stream: TextIO | None = None,
 ) -> None:
     """Route structlog to ``stream`` (stderr), redacting ``secrets``."""
     out = stream or sys.stderr

@@ -158,10 +158,12 @@ class PlanSpool:
 
     def write(self, change: Change) -> None:
         assert self._file is not None, "spool already closed"
-        record = {
+        record: dict[str, object] = {
             "k": change.kind.value,
             "key": change.key,
-            "f": {n: sorted(v) if isinstance(v, frozenset) else v for n, v in change.fields.items()},
+            "f": {
+                n: sorted(v) if isinstance(v, frozenset) else v for n, v in change.fields.items()
+            },
         }
         if change.origin is not None:
             record["o"] = [change.origin.source, change.origin.line]

@@ -224,7 +224,9 @@ class SyncReport:
         if self.kept:
             shown = ", ".join(f"{k} ({r})" for k, r in self.kept[:10])
             more = p.kept_by_consent - min(len(self.kept), 10)
-            yield f"  kept as the provider has them: {shown}" + (f" and {more} more" if more > 0 else "")
+            yield f"  kept as the provider has them: {shown}" + (
+                f" and {more} more" if more > 0 else ""
+            )
         for warning in self.warnings:
             yield f"  warning: {warning}"
         if self.problems.total:

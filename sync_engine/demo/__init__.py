@@ -13,10 +13,10 @@ import tempfile
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from ..config import parse_config
-from ..emulator import EmulatedContact, UniSenderEmulator
-from ..engine import SyncEngine
-from ..testing import running_emulator
+from sync_engine.config import parse_config
+from sync_engine.emulator import EmulatedContact, UniSenderEmulator
+from sync_engine.engine import SyncEngine
+from sync_engine.testing import running_emulator
 
 __all__ = ["run_demo"]
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import anyio
 
-from ..errors import ExportError, FatalProviderError, RetriableProviderError
+from sync_engine.errors import ExportError, FatalProviderError, RetriableProviderError
 
 __all__ = ["HttpResponse", "Scrubber", "download", "redact_url", "request", "retry_after_seconds"]
 
@@ -72,7 +72,7 @@ async def request(
     *,
     data: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - handed to aiohttp's ClientTimeout per call
     scrub: Scrubber,
 ) -> HttpResponse:
     """One HTTP exchange. Transport failures and 5xx/429 become RetriableProviderError."""
@@ -108,7 +108,7 @@ async def download(
     url: str,
     destination: Path,
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - a stall limit between chunks, not a deadline
     scrub: Scrubber,
     on_bytes: Callable[[int], None] | None = None,
 ) -> int:

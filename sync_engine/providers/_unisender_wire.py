@@ -14,12 +14,13 @@ from urllib.parse import quote_plus
 
 import orjson
 
-from ..errors import (
+from sync_engine.errors import (
     BatchRejectedError,
     FatalProviderError,
     ProviderError,
     RetriableProviderError,
 )
+
 from .base import BatchOutcome, RowOutcome, RowStatus
 
 __all__ = ["FATAL_CODES", "RETRIABLE_CODES", "encode_form", "parse_answer", "parse_import_result"]
@@ -74,7 +75,7 @@ def parse_answer(
         str(w.get("warning", w)) if isinstance(w, dict) else str(w)
         for w in answer.get("warnings") or []
     ]
-    if "error" in answer and answer["error"]:
+    if answer.get("error"):
         code = str(answer.get("code") or "unspecified")
         message = scrub(html.unescape(str(answer["error"])))
         text = f"{method}: {message} ({code})"

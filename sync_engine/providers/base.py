@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..contact import RemoteRecord
-from ..plan import Batch
-from ..records import RowProblem
-from ..schema import FieldSchema
+from sync_engine.contact import RemoteRecord
+from sync_engine.plan import Batch
+from sync_engine.records import RowProblem
+from sync_engine.schema import FieldSchema
 
 __all__ = [
     "BatchOutcome",

@@ -17,22 +17,18 @@ from urllib.parse import urljoin
 import aiohttp
 import structlog
 
-from ..clock import Clock, LoopClock
-from ..config import UniSenderConfig
-from ..contact import RemoteRecord
-from ..errors import (
-    ConfigError,
-    ExportError,
-    FatalProviderError,
-    ProviderError,
-)
-from ..normalise import FieldValue
-from ..plan import Batch, BatchKind
-from ..ratelimit import CompositeLimiter, RateLimiter
-from ..records import RowProblem, SourceRow
-from ..retry import RetryPolicy, call_with_retries, default_is_retriable
-from ..schema import FieldKind, FieldSchema
-from ..sources._threaded import iterate_in_thread
+from sync_engine.clock import Clock, LoopClock
+from sync_engine.config import UniSenderConfig
+from sync_engine.contact import RemoteRecord
+from sync_engine.errors import ConfigError, ExportError, FatalProviderError, ProviderError
+from sync_engine.normalise import FieldValue
+from sync_engine.plan import Batch, BatchKind
+from sync_engine.ratelimit import CompositeLimiter, RateLimiter
+from sync_engine.records import RowProblem, SourceRow
+from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
+from sync_engine.schema import FieldKind, FieldSchema
+from sync_engine.sources._threaded import iterate_in_thread
+
 from . import _http
 from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
 from .base import BatchOutcome, ProviderLimits, ProviderStats
@@ -103,7 +99,7 @@ class UniSenderProvider:
         on_progress: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
-        self.name = config.kind
+        self.name: str = config.kind
         self.limits = ProviderLimits(batch_rows=config.batch_size, concurrency=config.concurrency)
         self.stats = ProviderStats()
         self._session = session
@@ -182,7 +178,11 @@ class UniSenderProvider:
         def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
             self.stats.count_retry(method)
             log.warning(
-                "retrying", method=method, attempt=attempt_no, wait=round(delay, 2), error=str(error)
+                "retrying",
+                method=method,
+                attempt=attempt_no,
+                wait=round(delay, 2),
+                error=str(error),
             )
 
         return await call_with_retries(

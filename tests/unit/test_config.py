@@ -45,7 +45,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
 
 def test_selzy_uses_its_own_host(tmp_path: Path) -> None:
     """One provider class, two base URLs."""
-    text = MINIMAL.replace('[provider]\n', '[provider]\ntype = "selzy"\n')
+    text = MINIMAL.replace("[provider]\n", '[provider]\ntype = "selzy"\n')
     config = load_config(write(tmp_path, text), env={"UNI_KEY": "k-123456"})
     assert config.provider.base_url == "https://api.selzy.com"
 
@@ -60,7 +60,9 @@ def test_secret_never_shows_in_repr_or_str(tmp_path: Path) -> None:
 
 def test_missing_env_var_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
-    with pytest.raises(ConfigError, match=r"sync.toml: \[provider\] api_key: environment variable UNI_KEY"):
+    with pytest.raises(
+        ConfigError, match=r"sync.toml: \[provider\] api_key: environment variable UNI_KEY"
+    ):
         load_config(path, env={})
 
 
@@ -72,16 +74,31 @@ def test_env_default_is_used(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("list_id = 7", "list_id = 7\nbatch_size = 900"), r"\[provider\] batch_size must be above 0 and at most 500"),
+        (
+            ("list_id = 7", "list_id = 7\nbatch_size = 900"),
+            r"\[provider\] batch_size must be above 0 and at most 500",
+        ),
         (("list_id = 7", "list_id = 7\nbatchsize = 5"), r"\[provider\] batchsize: unknown key"),
         (("[mapping]", '[sync]\nmode = "mirrors"\n[mapping]'), r"\[sync\] mode must be one of"),
         (("[mapping]", '[sync]\nkey = "phone"\n[mapping]'), r"needs \[mapping\] phone"),
-        (('Name = "first_name"', 'email_status = "status"'), r"email_status: this field is the provider's"),
+        (
+            ('Name = "first_name"', 'email_status = "status"'),
+            r"email_status: this field is the provider's",
+        ),
         (("[mapping]", '[sync]\ndefault_region = "XX"\n[mapping]'), r"unknown region 'XX'"),
-        (("[mapping]", "[sync]\nmax_delete_share = 2\n[mapping]"), r"max_delete_share must be between 0 and 1"),
-        (("list_id = 7", "list_id = 7\noverwrite_lists = true"), r"overwrite_lists = true replaces every list"),
+        (
+            ("[mapping]", "[sync]\nmax_delete_share = 2\n[mapping]"),
+            r"max_delete_share must be between 0 and 1",
+        ),
+        (
+            ("list_id = 7", "list_id = 7\noverwrite_lists = true"),
+            r"overwrite_lists = true replaces every list",
+        ),
         (('Name = "first_name"', '"bad name" = "x"'), r"provider field names use Latin letters"),
-        (("list_id = 7", 'list_id = 7\nbase_url = "ftp://x"'), r"base_url must be an http\(s\) URL"),
+        (
+            ("list_id = 7", 'list_id = 7\nbase_url = "ftp://x"'),
+            r"base_url must be an http\(s\) URL",
+        ),
     ],
 )
 def test_invalid_values_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -93,7 +110,9 @@ def test_invalid_values_are_named(tmp_path: Path, change: tuple[str, str], messa
 
 
 def test_mirror_exclude_needs_a_list(tmp_path: Path) -> None:
-    text = MINIMAL.replace("list_id = 7\n", "").replace("[mapping]", '[sync]\nmode = "mirror"\n[mapping]')
+    text = MINIMAL.replace("list_id = 7\n", "").replace(
+        "[mapping]", '[sync]\nmode = "mirror"\n[mapping]'
+    )
     with pytest.raises(ConfigError, match="list_id is required"):
         load_config(write(tmp_path, text), env={"UNI_KEY": "k-123456"})
 
@@ -109,10 +128,10 @@ def test_parse_config_accepts_a_mapping() -> None:
     """Library users can build a config without a file."""
     config = parse_config(
         {
-            "source": {"type": "jsonl", "path": "/tmp/x.jsonl"},
+            "source": {"type": "jsonl", "path": "/data/x.jsonl"},
             "provider": {"api_key": "abcd-efgh", "list_id": 1},
             "mapping": {"email": "email"},
         }
     )
-    assert config.source.path == Path("/tmp/x.jsonl")
+    assert config.source.path == Path("/data/x.jsonl")
     assert config.label == "<config>"

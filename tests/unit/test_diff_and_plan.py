@@ -27,11 +27,15 @@ def local(key: str, name: str = "A", tags: frozenset[str] = frozenset(), line: i
     return Contact(key, {"email": key, "Name": name, "tags": tags}, RowOrigin("f.csv", line))
 
 
-def remote(key: str, name: str = "A", tags: frozenset[str] = frozenset(), locked: str | None = None) -> RemoteContact:
+def remote(
+    key: str, name: str = "A", tags: frozenset[str] = frozenset(), locked: str | None = None
+) -> RemoteContact:
     return RemoteContact(key, {"email": key, "Name": name, "tags": tags}, locked)
 
 
-def differ(*remotes: RemoteContact, additive: frozenset[str] = frozenset({"tags"}), full: bool = False) -> Differ:
+def differ(
+    *remotes: RemoteContact, additive: frozenset[str] = frozenset({"tags"}), full: bool = False
+) -> Differ:
     d = Differ(fields=FIELDS, additive=additive, full=full)
     for r in remotes:
         d.add_remote(r)
@@ -39,7 +43,11 @@ def differ(*remotes: RemoteContact, additive: frozenset[str] = frozenset({"tags"
 
 
 def test_verdicts() -> None:
-    d = differ(remote("a@x.com"), remote("b@x.com", name="Old"), remote("c@x.com", locked="email_status=unsubscribed"))
+    d = differ(
+        remote("a@x.com"),
+        remote("b@x.com", name="Old"),
+        remote("c@x.com", locked="email_status=unsubscribed"),
+    )
     assert d.judge(local("a@x.com", line=2)).verdict is Verdict.UNCHANGED
     assert d.judge(local("b@x.com", line=3)).verdict is Verdict.UPDATE
     kept = d.judge(local("c@x.com", name="New", line=4))
@@ -53,9 +61,14 @@ def test_verdicts() -> None:
 
 def test_additive_sets_only_send_what_the_provider_lacks() -> None:
     """Without overwrite, remote extra tags are fine; a missing local tag needs an update."""
-    d = differ(remote("a@x.com", tags=frozenset({"vip", "old"})), remote("b@x.com", tags=frozenset({"vip"})))
+    d = differ(
+        remote("a@x.com", tags=frozenset({"vip", "old"})),
+        remote("b@x.com", tags=frozenset({"vip"})),
+    )
     assert d.judge(local("a@x.com", tags=frozenset({"vip"}))).verdict is Verdict.UNCHANGED
-    assert d.judge(local("b@x.com", tags=frozenset({"vip", "new"}), line=3)).verdict is Verdict.UPDATE
+    assert (
+        d.judge(local("b@x.com", tags=frozenset({"vip", "new"}), line=3)).verdict is Verdict.UPDATE
+    )
 
 
 def test_exact_sets_compare_as_sets() -> None:
@@ -72,7 +85,9 @@ def test_full_resync_updates_equal_contacts_but_not_locked_ones() -> None:
 
 
 def test_unseen_excludes_seen_and_protected_keys() -> None:
-    d = differ(remote("a@x.com"), remote("b@x.com"), remote("c@x.com", locked="x"), remote("d@x.com"))
+    d = differ(
+        remote("a@x.com"), remote("b@x.com"), remote("c@x.com", locked="x"), remote("d@x.com")
+    )
     d.judge(local("a@x.com"))
     d.protect("d@x.com")
     assert sorted(d.unseen()) == [("b@x.com", None), ("c@x.com", "x")]
@@ -81,7 +96,14 @@ def test_unseen_excludes_seen_and_protected_keys() -> None:
 def test_spool_round_trip_and_homogeneous_batches(tmp_path: Path) -> None:
     spool = PlanSpool(tmp_path / "plan.jsonl")
     for i in range(7):
-        spool.write(Change(ChangeKind.INSERT, f"u{i}@x.com", {"email": f"u{i}@x.com", "tags": frozenset({"t"})}, RowOrigin("f", i)))
+        spool.write(
+            Change(
+                ChangeKind.INSERT,
+                f"u{i}@x.com",
+                {"email": f"u{i}@x.com", "tags": frozenset({"t"})},
+                RowOrigin("f", i),
+            )
+        )
     for i in range(3):
         spool.write(Change(ChangeKind.REMOVE, f"r{i}@x.com", {"email": f"r{i}@x.com"}))
     summary = PlanSummary(to_insert=7, to_remove=3)
@@ -109,7 +131,9 @@ def test_spool_round_trip_and_homogeneous_batches(tmp_path: Path) -> None:
         (0, 0, None, False),
     ],
 )
-def test_deletion_guard_share(remove: int, remote_total: int, allow: int | None, refused: bool) -> None:
+def test_deletion_guard_share(
+    remove: int, remote_total: int, allow: int | None, refused: bool
+) -> None:
     summary = PlanSummary(local_rows=5, remote_total=remote_total, to_remove=remove)
     guard = DeletionGuard(max_share=0.10)
     if refused:
@@ -121,6 +145,10 @@ def test_deletion_guard_share(remove: int, remote_total: int, allow: int | None,
 
 def test_deletion_guard_count_and_empty_source() -> None:
     with pytest.raises(RunRefusedError, match="or 2 contacts"):
-        DeletionGuard(max_share=1.0, max_count=2).check(PlanSummary(local_rows=9, remote_total=10, to_remove=3))
+        DeletionGuard(max_share=1.0, max_count=2).check(
+            PlanSummary(local_rows=9, remote_total=10, to_remove=3)
+        )
     with pytest.raises(RunRefusedError, match="no valid contacts"):
-        DeletionGuard().check(PlanSummary(local_rows=0, remote_total=10, to_remove=10), allow_deletes=10)
+        DeletionGuard().check(
+            PlanSummary(local_rows=0, remote_total=10, to_remove=10), allow_deletes=10
+        )

@@ -22,12 +22,18 @@ scrub = Scrubber(["secret-key-123"])
 
 
 def test_redact_url_drops_query_and_credentials() -> None:
-    assert redact_url("https://user:pw@h.example.com:8443/p/a?x=1&api_key=k#f") == "https://h.example.com:8443/p/a"
+    assert (
+        redact_url("https://user:pw@h.example.com:8443/p/a?x=1&api_key=k#f")
+        == "https://h.example.com:8443/p/a"
+    )
 
 
 def test_retry_after_both_forms() -> None:
     assert retry_after_seconds({"Retry-After": "12"}) == 12.0
-    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
+    assert (
+        retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0)
+        == 10.0
+    )
     assert retry_after_seconds({"Retry-After": "soon"}) is None
     assert retry_after_seconds({}) is None
 
@@ -69,7 +75,9 @@ async def test_download_detects_truncation_and_expired_links(tmp_path: Path) -> 
     link = "https://files.example.com/export.csv?X-Amz-Signature=abc"
     async with aiohttp.ClientSession() as session:
         with aioresponses() as mocked:
-            mocked.get(link, status=200, body=b"email\na@x.com\n", headers={"Content-Length": "100"})
+            mocked.get(
+                link, status=200, body=b"email\na@x.com\n", headers={"Content-Length": "100"}
+            )
             mocked.get(link, status=403)
             mocked.get(link, status=200, body=b"email\na@x.com\n")
             with pytest.raises(RetriableProviderError, match="truncated at 14 of 100 bytes"):

@@ -17,7 +17,9 @@ def test_exit_codes_follow_the_outcome() -> None:
     report = SyncReport(provider="unisender", mode="upsert", rejected=1)
     report.settle()
     assert (report.outcome, report.exit_code) == (Outcome.REJECTED_ROWS, 1)
-    report = SyncReport(provider="unisender", mode="upsert", plan=PlanSummary(local_rows=3, invalid_local=1))
+    report = SyncReport(
+        provider="unisender", mode="upsert", plan=PlanSummary(local_rows=3, invalid_local=1)
+    )
     report.settle()
     assert report.exit_code == 1
     report = SyncReport(provider="unisender", mode="upsert", failed=2, rejected=1)
@@ -35,7 +37,16 @@ def test_problem_sink_streams_all_and_keeps_a_capped_sample(tmp_path: Path) -> N
     path = tmp_path / "rejects.csv"
     sink = ProblemSink(path, cap=2)
     for i in range(5):
-        sink.add(Problem(stage="local", reason=f"bad {i}", source="f.csv", line=i + 2, field="email", key="=x"))
+        sink.add(
+            Problem(
+                stage="local",
+                reason=f"bad {i}",
+                source="f.csv",
+                line=i + 2,
+                field="email",
+                key="=x",
+            )
+        )
     sink.close()
     assert sink.total == 5
     assert len(sink.kept) == 2
@@ -50,14 +61,49 @@ def test_public_api_is_pinned() -> None:
     """Changing the public surface must be a deliberate act: update this list with it."""
     assert sync_engine.__all__ == sorted(sync_engine.__all__)
     assert set(sync_engine.__all__) == {
-        "Batch", "BatchKind", "BatchOutcome", "BatchRejectedError", "Change", "ChangeKind",
-        "ConfigError", "Contact", "CsvSource", "CsvSourceConfig", "DeletionGuard", "ExportError",
-        "FatalProviderError", "IterableSource", "JsonlSource", "JsonlSourceConfig", "Outcome",
-        "Plan", "PlanSummary", "Problem", "Provider", "ProviderError", "RemoteContact",
-        "RemoteRecord", "RetriableProviderError", "RowOrigin", "RowOutcome", "RowProblem",
-        "RowStatus", "RunRefusedError", "Secret", "Source", "SourceError", "SourceRow",
-        "SyncConfig", "SyncEngine", "SyncEngineError", "SyncReport", "SyncSettings",
-        "UniSenderConfig", "__version__", "load_config", "parse_config",
+        "Batch",
+        "BatchKind",
+        "BatchOutcome",
+        "BatchRejectedError",
+        "Change",
+        "ChangeKind",
+        "ConfigError",
+        "Contact",
+        "CsvSource",
+        "CsvSourceConfig",
+        "DeletionGuard",
+        "ExportError",
+        "FatalProviderError",
+        "IterableSource",
+        "JsonlSource",
+        "JsonlSourceConfig",
+        "Outcome",
+        "Plan",
+        "PlanSummary",
+        "Problem",
+        "Provider",
+        "ProviderError",
+        "RemoteContact",
+        "RemoteRecord",
+        "RetriableProviderError",
+        "RowOrigin",
+        "RowOutcome",
+        "RowProblem",
+        "RowStatus",
+        "RunRefusedError",
+        "Secret",
+        "Source",
+        "SourceError",
+        "SourceRow",
+        "SyncConfig",
+        "SyncEngine",
+        "SyncEngineError",
+        "SyncReport",
+        "SyncSettings",
+        "UniSenderConfig",
+        "__version__",
+        "load_config",
+        "parse_config",
     }
     for name in sync_engine.__all__:
         assert hasattr(sync_engine, name), name

@@ -21,9 +21,13 @@ scrub = Scrubber(["secret-key-123"])
 
 def test_import_body_matches_http_build_query() -> None:
     """Brackets percent-encoded, rows as data[r][i], unicode as UTF-8 percent escapes."""
-    pairs = import_pairs(["email", "Name"], [["a@x.com", "Анна"], ["b@x.com", "B&B"]], {"overwrite_tags": "0"})
+    pairs = import_pairs(
+        ["email", "Name"], [["a@x.com", "Анна"], ["b@x.com", "B&B"]], {"overwrite_tags": "0"}
+    )
     body = encode_form(pairs).decode()
-    assert body.startswith("field_names%5B0%5D=email&field_names%5B1%5D=Name&data%5B0%5D%5B0%5D=a%40x.com")
+    assert body.startswith(
+        "field_names%5B0%5D=email&field_names%5B1%5D=Name&data%5B0%5D%5B0%5D=a%40x.com"
+    )
     assert "data%5B0%5D%5B1%5D=%D0%90%D0%BD%D0%BD%D0%B0" in body
     assert parse_qsl(body) == [
         ("field_names[0]", "email"),
@@ -51,7 +55,7 @@ def test_import_body_matches_http_build_query() -> None:
     ],
 )
 def test_error_codes_in_a_200_body(code: str, error: type[Exception]) -> None:
-    body = ('{"error":"bad &amp; key secret-key-123","code":"%s"}' % code).encode()
+    body = (f'{{"error":"bad &amp; key secret-key-123","code":"{code}"}}').encode()
     with pytest.raises(error) as caught:
         parse_answer(body, method="importContacts", retry_after=None, scrub=scrub)
     assert "secret-key-123" not in str(caught.value)
