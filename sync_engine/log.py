@@ -54,7 +54,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.INFO if verbose or as_json else logging.WARNING
+            logging.INFO if verbose else logging.WARNING
         ),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
