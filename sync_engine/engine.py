@@ -163,7 +163,7 @@ class SyncEngine:
             raise
         except SyncEngineError as error:
             report.outcome = Outcome.REFUSED if _is_refusal(error) else Outcome.FAILED
-            report.message = str(error)
+            report.message = f"{error}; {report.message}" if report.message else str(error)
             raise
         finally:
             report.problems.close()
