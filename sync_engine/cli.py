@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
 import orjson
@@ -209,19 +208,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     async def online() -> list[str]:
         async with SyncEngine(config) as engine:
-            provider_obj = engine._provider
-            assert provider_obj is not None
-            from .contact import ContactBuilder
-            from .normalise import Normaliser
-
-            builder = ContactBuilder(
-                mapping=config.mapping,
-                schema=provider_obj.schema,
-                normaliser=Normaliser(default_region=config.sync.default_region),
-                key=config.sync.key,
-                implicit_list_id=provider.list_id,
-            )
-            return await provider_obj.check(builder.fields)
+            return await engine.check()
 
     try:
         warnings = anyio.run(online)
@@ -238,7 +225,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorOptions, UniSenderEmulator
+    from .emulator import EmulatorOptions, UniSenderEmulator, seed_document
     from .testing import serve_forever
 
     configure_logging(log_format="auto")
@@ -250,7 +237,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     emulator = UniSenderEmulator(api_key=args.api_key, options=options)
     if args.seed:
         try:
-            _seed_from_file(emulator, args.seed)
+            seed_document(emulator, orjson.loads(args.seed.read_bytes()))
         except (OSError, ValueError) as error:
             print(f"sync-engine: --seed {args.seed}: {error}", file=sys.stderr)
             return EXIT_CONFIG
@@ -269,29 +256,6 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
-
-
-def _seed_from_file(emulator: Any, path: Path) -> None:
-    from .emulator import EmulatedContact
-
-    data = orjson.loads(path.read_bytes())
-    for title in data.get("lists", []):
-        emulator.add_list(str(title))
-    for name in data.get("fields", []):
-        emulator.add_field(str(name))
-    contacts = []
-    for item in data.get("contacts", []):
-        contacts.append(
-            EmulatedContact(
-                email=item.get("email"),
-                phone=item.get("phone"),
-                email_status=item.get("email_status", "active"),
-                email_list_ids=set(item.get("email_list_ids", [])),
-                tags=set(item.get("tags", [])),
-                fields=dict(item.get("fields", {})),
-            )
-        )
-    emulator.seed(contacts)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

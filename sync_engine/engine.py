@@ -175,7 +175,25 @@ class SyncEngine:
         report.settle()
         return report
 
+    async def check(self) -> list[str]:
+        """Ask the provider whether the key, the synced list and every field exist.
+
+        Returns warnings; raises ConfigError or FatalProviderError as ``run`` would.
+        """
+        if self._provider is None:
+            raise RuntimeError("use 'async with SyncEngine(config) as engine'")
+        return await self._provider.check(self._builder(self._provider).fields)
+
     # -- the run ----------------------------------------------------------------------
+    def _builder(self, provider: UniSenderProvider) -> ContactBuilder:
+        return ContactBuilder(
+            mapping=self.config.mapping,
+            schema=provider.schema,
+            normaliser=Normaliser(default_region=self.config.sync.default_region),
+            key=self.config.sync.key,
+            implicit_list_id=self.config.provider.list_id,
+        )
+
     async def _run(
         self,
         report: SyncReport,
@@ -189,13 +207,7 @@ class SyncEngine:
         assert self._work_dir is not None
         provider = self._provider
         settings = self.config.sync
-        builder = ContactBuilder(
-            mapping=self.config.mapping,
-            schema=provider.schema,
-            normaliser=Normaliser(default_region=settings.default_region),
-            key=settings.key,
-            implicit_list_id=self.config.provider.list_id,
-        )
+        builder = self._builder(provider)
         with self._stage(report, "check"):
             for warning in await provider.check(builder.fields):
                 report.warn(warning)

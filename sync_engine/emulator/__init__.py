@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._admin import seed_document
 from ._export import ExportFormat
 from ._faults import FaultInjector, FaultKind
 from ._model import EmulatedContact
@@ -16,4 +17,5 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "UniSenderEmulator",
+    "seed_document",
 ]

@@ -18,7 +18,7 @@ from ._wire import json_response
 if TYPE_CHECKING:
     from .unisender import UniSenderEmulator
 
-__all__ = ["add_admin_routes", "contact_from_json", "contact_to_json"]
+__all__ = ["add_admin_routes", "contact_from_json", "contact_to_json", "seed_document"]
 
 _ID_SETS = (
     "email_list_ids",
@@ -75,6 +75,23 @@ def contact_from_json(data: object) -> EmulatedContact:
         raise ValueError("id must be an integer")
     contact.id = contact_id
     return contact
+
+
+def seed_document(emulator: UniSenderEmulator, data: object) -> int:
+    """Seed from ``{"lists": [titles], "fields": [names], "contacts": [...]}``; returns contacts.
+
+    The format ``sync-engine emulate --seed FILE`` reads, with contacts as the
+    ``/_emulator/seed`` endpoint takes them.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError("the seed must be a JSON object with lists, fields and contacts")
+    for title in data.get("lists", []):
+        emulator.add_list(str(title))
+    for name in data.get("fields", []):
+        emulator.add_field(str(name))
+    contacts = [contact_from_json(item) for item in data.get("contacts", [])]
+    emulator.seed(contacts)
+    return len(contacts)
 
 
 def _bad_request(message: str) -> web.Response:
