@@ -268,6 +268,7 @@ def _iter_json_array(
 
 
 def _array_line(element: str, number: int, *, source: str, encoding: str) -> SourceRow | RowProblem:
+    """One element line; a fragment of a multi-line element means the layout is unsupported."""
     origin = RowOrigin(source, number)
     try:
         value = orjson.loads(element)
@@ -282,6 +283,7 @@ def _array_line(element: str, number: int, *, source: str, encoding: str) -> Sou
 
 
 def _array_element(value: object, origin: RowOrigin) -> SourceRow | RowProblem:
+    """An object keyed by lower-cased names, like every other export layout."""
     if type(value) is not dict:
         return RowProblem(origin, None, f"expected a JSON object, got {_json_type(value)}")
     folded = {str(key).lower(): item for key, item in value.items()}
@@ -293,6 +295,7 @@ def _array_element(value: object, origin: RowOrigin) -> SourceRow | RowProblem:
 def _trailing_content(
     lines: Iterator[str], *, source: str, line_number: int
 ) -> Iterator[RowProblem]:
+    """Anything after a complete one-line array is reported, never silently ignored."""
     for number, line in enumerate(lines, start=line_number + 1):
         if line.strip():
             yield RowProblem(RowOrigin(source, number), None, "content after the JSON array")
