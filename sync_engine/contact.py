@@ -82,11 +82,6 @@ class ContactBuilder:
             return ["phone_list_ids"]
         return ["email_list_ids", "phone_list_ids"]
 
-    @property
-    def remote_fields(self) -> tuple[str, ...]:
-        """Provider fields to request in the snapshot: the synced ones."""
-        return self.fields
-
     def local(self, row: SourceRow) -> Contact | RowProblem:
         """Map and strictly normalise one local row."""
         values: dict[str, FieldValue] = {}

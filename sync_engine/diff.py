@@ -61,13 +61,11 @@ class Differ:
         self._remote: dict[str, _RemoteEntry] = {}
         self._seen: dict[str, int] = {}
         self._protected: set[str] = set()
-        self.remote_duplicates = 0
 
     # -- remote side ---------------------------------------------------------------
     def add_remote(self, contact: RemoteContact) -> bool:
         """Index one remote contact; False when the key was already indexed."""
         if contact.key in self._remote:
-            self.remote_duplicates += 1
             return False
         self._remote[contact.key] = _RemoteEntry(
             self._digest(contact.fields),

@@ -26,7 +26,7 @@ from .clock import Clock
 from .config import CsvSourceConfig, SyncConfig
 from .contact import Contact, ContactBuilder, RemoteContact
 from .diff import Differ, Verdict
-from .errors import FatalProviderError, SourceError, SyncEngineError
+from .errors import FatalProviderError, RunRefusedError, SourceError, SyncEngineError
 from .executor import Executor
 from .normalise import Normaliser
 from .plan import (
@@ -162,7 +162,8 @@ class SyncEngine:
             report.message = "cancelled; the report shows what was done before"
             raise
         except SyncEngineError as error:
-            report.outcome = Outcome.REFUSED if _is_refusal(error) else Outcome.FAILED
+            refused = isinstance(error, RunRefusedError)
+            report.outcome = Outcome.REFUSED if refused else Outcome.FAILED
             report.message = f"{error}; {report.message}" if report.message else str(error)
             raise
         finally:
@@ -212,7 +213,7 @@ class SyncEngine:
             for warning in await provider.check(builder.fields):
                 report.warn(warning)
         with self._stage(report, "export"):
-            snapshot = await provider.snapshot(builder.remote_fields)
+            snapshot = await provider.snapshot(builder.fields)
         differ = Differ(fields=builder.fields, additive=self._additive(builder), full=full)
         with self._stage(report, "index"):
             await self._index_remote(snapshot, builder, differ, report)
@@ -438,12 +439,6 @@ def _problem(stage: str, problem: RowProblem) -> Problem:
         line=problem.origin.line,
         field=problem.field,
     )
-
-
-def _is_refusal(error: SyncEngineError) -> bool:
-    from .errors import RunRefusedError
-
-    return isinstance(error, RunRefusedError)
 
 
 def _source_from(config: SyncConfig) -> Source:

@@ -19,6 +19,7 @@ from .plan import PlanSummary, SampleChange
 __all__ = ["Outcome", "Problem", "ProblemSink", "SyncReport", "neutralise_formula"]
 
 MEMORY_CAP = 1000
+WARNINGS_CAP = 100
 
 
 class Outcome(enum.Enum):
@@ -141,7 +142,8 @@ class SyncReport:
         return self.plan.invalid_local + self.plan.duplicates
 
     def warn(self, text: str) -> None:
-        if text not in self.warnings:
+        """Record a distinct warning; capped, since a provider may vary the text per row."""
+        if len(self.warnings) < WARNINGS_CAP and text not in self.warnings:
             self.warnings.append(text)
 
     def settle(self) -> None:

@@ -29,11 +29,6 @@ class FieldSchema:
 
     system: Mapping[str, FieldKind]
     reserved: frozenset[str] = field(default_factory=frozenset)
-    email_field: str = "email"
-    phone_field: str = "phone"
 
     def kind(self, name: str) -> FieldKind:
         return self.system.get(name, FieldKind.TEXT)
-
-    def is_set(self, name: str) -> bool:
-        return self.kind(name) in (FieldKind.TAGS, FieldKind.IDS)

@@ -68,11 +68,10 @@ class ProviderLimits:
 
 @dataclass(kw_only=True)
 class ProviderStats:
-    """Calls made, retries and time spent waiting on the rate limiter, for the report."""
+    """Calls made and retries per method, for the report."""
 
     calls: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
-    rate_limit_wait: float = 0.0
 
     def count_call(self, method: str) -> None:
         self.calls[method] = self.calls.get(method, 0) + 1

@@ -27,6 +27,16 @@ def test_exit_codes_follow_the_outcome() -> None:
     assert (report.outcome, report.exit_code) == (Outcome.FAILED, 3)
 
 
+def test_warnings_are_distinct_and_capped() -> None:
+    report = SyncReport(provider="unisender", mode="upsert")
+    report.warn("same")
+    report.warn("same")
+    for i in range(500):
+        report.warn(f"row {i} over the limit")
+    assert report.warnings[:2] == ["same", "row 0 over the limit"]
+    assert len(report.warnings) == 100
+
+
 def test_formulas_are_neutralised() -> None:
     assert neutralise_formula("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
     assert neutralise_formula("+1") == "'+1"
