@@ -258,12 +258,7 @@ def iter_csv_rows(
     label = _check_encoding(encoding)
     source = source_name or str(path)
     _raise_field_limit()
-    try:
-        stream = open(path, encoding=encoding, errors=_UNDECODABLE, newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise SourceError(f"cannot open {source}: {exc.strerror or exc}") from exc
-    except LookupError as exc:
-        raise ConfigError(f"{encoding!r} is not a text encoding") from exc
+    stream = _open(path, encoding=encoding, binary=False, source=source)
     try:
         with stream:
             lines = _text_lines(stream)
@@ -284,6 +279,18 @@ def iter_csv_rows(
         raise SourceError(f"cannot read {source}: {exc.strerror or exc}") from exc
 
 
+def _open(path: Path, *, encoding: str, binary: bool, source: str) -> IO[Any]:
+    """Open a source file, turning OS and codec failures into errors that name it."""
+    try:
+        if binary:
+            return open(path, "rb")
+        return open(path, encoding=encoding, errors=_UNDECODABLE, newline="")
+    except OSError as exc:
+        raise SourceError(f"cannot open {source}: {exc.strerror or exc}") from exc
+    except LookupError as exc:
+        raise ConfigError(f"{encoding!r} is not a text encoding") from exc
+
+
 def iter_jsonl_rows(
     path: Path,
     *,
@@ -299,15 +306,7 @@ def iter_jsonl_rows(
     label = _check_encoding(encoding)
     source = source_name or str(path)
     binary = label == "utf-8"
-    try:
-        if binary:
-            stream: IO[Any] = open(path, "rb")  # noqa: SIM115
-        else:
-            stream = open(path, encoding=encoding, errors=_UNDECODABLE, newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise SourceError(f"cannot open {source}: {exc.strerror or exc}") from exc
-    except LookupError as exc:
-        raise ConfigError(f"{encoding!r} is not a text encoding") from exc
+    stream = _open(path, encoding=encoding, binary=binary, source=source)
     try:
         with stream:
             if binary:
