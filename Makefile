@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install services demo test lint bench clean
 
 install: $(STAMP)
 
@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
+services:
+	scripts/ensure-services
+
 demo: install
 	$(BIN)/sync-engine demo
 
-test: install
+test: install services
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 lint: install
