@@ -2,14 +2,19 @@
 
 It parses arguments, loads the config, runs the engine inside ``anyio.run`` and maps
 the outcome to exit codes fit for cron: 0 success, 1 completed with rejected rows,
-2 configuration or usage error, 3 run failed or refused, 130 interrupted.
+2 configuration or usage error, 3 run failed or refused, 75 another run of the same
+target holds the lock (EX_TEMPFAIL: try again later), 130 interrupted by SIGINT,
+143 stopped by SIGTERM. A stopped run lets its batches in flight finish, writes the
+journal and prints the partial report; the next ``run`` resumes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,14 +24,17 @@ import orjson
 from . import __version__
 from .config import SyncConfig, load_config
 from .engine import SyncEngine
-from .errors import ConfigError, SyncEngineError
+from .errors import ConfigError, RunLockedError, SyncEngineError
+from .journal.queries import read_history, read_rejects
+from .journal.store import RunRecord, RunStatus
 from .log import configure_logging
 from .progress import NullProgress, Progress, TerminalProgress
 from .report import SyncReport
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_REJECTED, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_REJECTED, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
+EXIT_LOCKED, EXIT_INTERRUPTED, EXIT_TERMINATED = 75, 130, 143
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
         help="write every rejected or invalid row, with its reason, to this CSV",
     )
     run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an interrupted run of this target and plan afresh (default: resume it)",
+    )
+    run.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="if another run of this target is in progress, wait this long for it"
+        " (default: [journal] lock_wait, 0: exit at once with code 75)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     plan = commands.add_parser("plan", help="dry run: show what a run would change")
@@ -100,6 +120,20 @@ def _parser() -> argparse.ArgumentParser:
         "--online", action="store_true", help="also ask the provider: key, list and user fields"
     )
     check.set_defaults(handler=_cmd_check)
+
+    history = commands.add_parser("history", help="the last runs: when, mode, counts, outcome")
+    common(history)
+    history.add_argument("-n", "--limit", type=int, default=20, help="how many runs (default 20)")
+    history.add_argument("--all-targets", action="store_true", help="runs of every target")
+    history.add_argument("--json", action="store_true", help="print JSON for machines")
+    history.set_defaults(handler=_cmd_history)
+
+    rejects = commands.add_parser(
+        "rejects", help="rows the provider rejected, held back until they change"
+    )
+    common(rejects)
+    rejects.add_argument("--json", action="store_true", help="print JSON for machines")
+    rejects.set_defaults(handler=_cmd_rejects)
 
     emulate = commands.add_parser("emulate", help="serve the provider emulator")
     emulate.add_argument("provider", choices=["unisender", "selzy"])
@@ -153,31 +187,67 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _execute(config: SyncConfig, args: argparse.Namespace, *, dry_run: bool) -> int:
-    async def go() -> SyncReport:
-        async with SyncEngine(config, rejects_path=args.rejects, progress=_progress()) as engine:
+    holder: dict[str, SyncReport | None] = {"report": None}
+    received: list[int] = []
+
+    async def watch_signals(run_scope: anyio.CancelScope, engine: SyncEngine) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not received:
+                    received.append(signum)
+                    print(
+                        f"sync-engine: {signal.Signals(signum).name}: stopping; batches in flight"
+                        " may finish (send it again to stop now)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    run_scope.cancel()
+                else:
+                    engine.hurry()
+
+    async def go() -> None:
+        engine = SyncEngine(config, rejects_path=args.rejects, progress=_progress())
+        failure: SyncEngineError | None = None
+        async with engine, anyio.create_task_group() as group:
+            run_scope = anyio.CancelScope()
+            group.start_soon(watch_signals, run_scope, engine)
             try:
-                return await engine.run(
-                    dry_run=dry_run,
-                    full=args.full,
-                    allow_deletes=args.allow_deletes,
-                    samples=getattr(args, "samples", 10),
-                )
+                with run_scope:
+                    await engine.run(
+                        dry_run=dry_run,
+                        full=args.full,
+                        allow_deletes=args.allow_deletes,
+                        samples=getattr(args, "samples", 10),
+                        restart=getattr(args, "restart", False),
+                        lock_wait=getattr(args, "wait", None),
+                    )
+            except SyncEngineError as error:
+                failure = error  # raised below, outside the task group (no exception group)
             finally:
                 holder["report"] = engine.last_report
+                group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
-    holder: dict[str, SyncReport | None] = {"report": None}
     try:
-        report = anyio.run(go)
+        anyio.run(go)
     except ConfigError as error:
         print(f"sync-engine: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except RunLockedError as error:
+        print(f"sync-engine: {error}", file=sys.stderr)
+        return EXIT_LOCKED
     except SyncEngineError as error:
         partial = holder["report"]
         if partial is not None:
             _print_report(partial, as_json=args.json)
         print(f"sync-engine: {error}", file=sys.stderr)
         return EXIT_FAILED
+    report = holder["report"]
+    assert report is not None
     _print_report(report, as_json=args.json)
+    if received:
+        return EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED
     if dry_run:
         return EXIT_OK
     return report.exit_code
@@ -221,6 +291,136 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"  warning: {warning}")
     print("  provider: key, list and fields ok")
+    return EXIT_OK
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        runs = anyio.run(_history, config, args.limit, args.all_targets)
+    except SyncEngineError as error:
+        print(f"sync-engine: {error}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED
+    if args.json:
+        rows = [_run_json(run) for run in runs]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    if not runs:
+        print("no runs yet")
+        return EXIT_OK
+    header = (
+        "run",
+        "started",
+        "mode",
+        "tries",
+        "time",
+        "ins",
+        "upd",
+        "rem",
+        "rej",
+        "fail",
+        "outcome",
+    )
+    lines = [header] + [_run_row(run) for run in runs]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
+async def _history(config: SyncConfig, limit: int, all_targets: bool) -> list[RunRecord]:
+    return await read_history(config, limit=limit, all_targets=all_targets)
+
+
+def _run_outcome(run: RunRecord) -> str:
+    if run.status is RunStatus.RUNNING:
+        return "unfinished (running, or resumed by the next run)"
+    if run.status is RunStatus.ABANDONED:
+        return "abandoned (--restart)"
+    return (run.outcome or "") + (f": {run.message}" if run.message else "")
+
+
+def _applied(run: RunRecord) -> dict[str, int]:
+    applied = (run.report or {}).get("applied", {})
+    return {
+        k: int(applied.get(k, 0)) for k in ("inserted", "updated", "removed", "rejected", "failed")
+    }
+
+
+def _run_row(run: RunRecord) -> tuple[str, ...]:
+    applied = _applied(run)
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+    mode = run.mode + (" full" if run.full else "")
+    counts = tuple(str(applied[k]) if run.report else "-" for k in applied)
+    return (
+        f"#{run.id}",
+        started,
+        mode,
+        str(run.attempts),
+        f"{run.active_seconds:.1f}s",
+        *counts,
+        _run_outcome(run),
+    )
+
+
+def _run_json(run: RunRecord) -> dict[str, object]:
+    return {
+        "run_id": run.id,
+        "target": run.target,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "mode": run.mode,
+        "full": run.full,
+        "status": run.status.value,
+        "outcome": run.outcome,
+        "message": run.message,
+        "attempts": run.attempts,
+        "duration_seconds": round(run.active_seconds, 3),
+        "plan": (run.report or {}).get("plan") or (run.plan_state or {}).get("summary"),
+        "applied": _applied(run) if run.report else None,
+    }
+
+
+def _cmd_rejects(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        rejects = anyio.run(read_rejects, config)
+    except SyncEngineError as error:
+        print(f"sync-engine: {error}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAILED
+    retry = config.journal.retry_rejects_after_runs
+    if args.json:
+        rows = [
+            {
+                "key": r.key,
+                "code": r.code,
+                "reason": r.reason,
+                "first_run": r.first_run,
+                "last_run": r.last_run,
+                "held_runs": r.held,
+                "retry_after_runs": retry,
+            }
+            for r in rejects
+        ]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    if not rejects:
+        print("no remembered rejects")
+        return EXIT_OK
+    print(
+        f"{len(rejects)} rows rejected by the provider; each is offered again when it changes"
+        f" or after {retry} runs held back:"
+    )
+    for r in rejects:
+        print(
+            f"  {r.key}: {r.reason} [{r.code}] (run #{r.last_run}, held {r.held} of {retry} runs)"
+        )
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from .secret import Secret
 
 __all__ = [
     "CsvSourceConfig",
+    "JournalConfig",
     "JsonlSourceConfig",
     "KeyKind",
     "Mode",
@@ -101,6 +102,30 @@ class SyncSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JournalConfig:
+    """Where runs are journaled (resume, lock, history, remembered rejects).
+
+    The default is a SQLite file in ``.sync-engine/`` beside the config file, with the
+    run lock as an OS file lock in the same folder; a ``dsn`` puts the journal and the
+    lock (an advisory lock) in PostgreSQL instead, for targets synced from several hosts.
+    """
+
+    enabled: bool = True
+    dir: Path = Path(".sync-engine")  # also holds the plan files of unfinished runs
+    dsn: Secret | None = None
+    schema: str = "sync_engine"
+    max_plan_age: float = 6 * 3600.0  # a resumed run re-plans when its plan is older
+    drain_timeout: float = 30.0  # on stop: how long batches in flight may still take
+    lock_wait: float = 0.0  # how long a second run waits for the lock before refusing
+    retry_rejects_after_runs: int = 5  # unchanged rejected rows are held back this long
+    keep_batches_of_runs: int = 20  # batch rows of older runs are pruned
+
+    @property
+    def path(self) -> Path:
+        return self.dir / "journal.sqlite"
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyncConfig:
     """Everything one sync needs. ``mapping`` is provider field -> local column."""
 
@@ -108,6 +133,7 @@ class SyncConfig:
     provider: UniSenderConfig
     sync: SyncSettings = field(default_factory=SyncSettings)
     mapping: Mapping[str, str]
+    journal: JournalConfig = field(default_factory=JournalConfig)
     path: Path | None = None  # the file it was loaded from, for messages
     work_dir: Path | None = None  # where exports and plan spools go; None: system temp
 
@@ -154,6 +180,7 @@ def parse_config(
     provider = _parse_provider(root.table("provider", required=True))
     sync = _parse_sync(root.table("sync"))
     mapping = _parse_mapping(root.table("mapping", required=True))
+    journal = _parse_journal(root.table("journal"), base_dir)
     work_dir_text = root.get("work_dir", str, None)
     root.finish()
     config = SyncConfig(
@@ -161,6 +188,7 @@ def parse_config(
         provider=provider,
         sync=sync,
         mapping=mapping,
+        journal=journal,
         path=path,
         work_dir=_resolve(base_dir, work_dir_text) if work_dir_text else None,
     )
@@ -367,6 +395,33 @@ def _parse_sync(table: _Table) -> SyncSettings:
     )
     table.finish()
     return settings
+
+
+def _parse_journal(table: _Table, base_dir: Path) -> JournalConfig:
+    dsn = table.secret("dsn") if table.optional("dsn", str) is not None else None
+    if dsn is not None and not re.match(r"^postgres(ql)?://", dsn.reveal()):
+        raise ConfigError(f"{table.where('dsn')} must be a postgresql:// URL")
+    schema = table.get("schema", str, "sync_engine")
+    if not _USER_FIELD.match(schema):
+        raise ConfigError(f"{table.where('schema')} must be a plain identifier; got {schema!r}")
+    drain = table.get("drain_timeout", float, 30.0)
+    wait = table.get("lock_wait", float, 0.0)
+    for key, value in (("drain_timeout", drain), ("lock_wait", wait)):
+        if value < 0:
+            raise ConfigError(f"{table.where(key)} must be 0 or more; got {value}")
+    journal = JournalConfig(
+        enabled=table.get("enabled", bool, True),
+        dir=_resolve(base_dir, table.get("dir", str, ".sync-engine")),
+        dsn=dsn,
+        schema=schema,
+        max_plan_age=_positive(table, "max_plan_age", float, 6 * 3600.0),
+        drain_timeout=drain,
+        lock_wait=wait,
+        retry_rejects_after_runs=_positive(table, "retry_rejects_after_runs", int, 5),
+        keep_batches_of_runs=_positive(table, "keep_batches_of_runs", int, 20),
+    )
+    table.finish()
+    return journal
 
 
 def _parse_mapping(table: _Table) -> dict[str, str]:

@@ -26,8 +26,17 @@ from .clock import Clock
 from .config import CsvSourceConfig, SyncConfig
 from .contact import Contact, ContactBuilder, RemoteContact
 from .diff import Differ, Verdict
-from .errors import FatalProviderError, RunRefusedError, SourceError, SyncEngineError
+from .errors import (
+    FatalProviderError,
+    JournalError,
+    RunLockedError,
+    RunRefusedError,
+    SourceError,
+    SyncEngineError,
+)
 from .executor import Executor
+from .journal import open_journal, target_of
+from .journal.session import RejectFilter, ResumablePlan, RunSession
 from .normalise import Normaliser
 from .plan import (
     Change,
@@ -80,6 +89,7 @@ class SyncEngine:
         self._progress = progress or NullProgress()
         self._work_dir: Path | None = None
         self._provider: UniSenderProvider | None = None
+        self._executor: Executor | None = None
 
     async def __aenter__(self) -> SyncEngine:
         base = self.config.work_dir
@@ -136,12 +146,19 @@ class SyncEngine:
         full: bool = False,
         allow_deletes: int | None = None,
         samples: int = 10,
+        restart: bool = False,
+        lock_wait: float | None = None,
     ) -> SyncReport:
         """Plan and (unless ``dry_run``) apply; returns the report.
 
+        With the journal on (the default), a run holds its target's lock, resumes an
+        interrupted run of the same target (``restart`` discards it instead), and is
+        recorded in the history. Cancelling it stops new batches, lets those in flight
+        finish (up to ``[journal] drain_timeout``) and leaves the run to be resumed.
+
         Raises :class:`~sync_engine.errors.SyncEngineError` subclasses for runs that
-        cannot go on (bad config, bad key, deletion guard); ``last_report`` still holds
-        what was done up to that point.
+        cannot go on (bad config, bad key, deletion guard, the lock is held);
+        ``last_report`` still holds what was done up to that point.
         """
         if self._provider is None or self._work_dir is None:
             raise RuntimeError("use 'async with SyncEngine(config) as engine'")
@@ -153,18 +170,34 @@ class SyncEngine:
             problems=ProblemSink(self.rejects_path),
         )
         self.last_report = report
+        journaled = self.config.journal.enabled and not dry_run
         try:
-            await self._run(
-                report, dry_run=dry_run, full=full, allow_deletes=allow_deletes, samples=samples
-            )
+            if journaled:
+                await self._journaled(
+                    report,
+                    full=full,
+                    allow_deletes=allow_deletes,
+                    restart=restart,
+                    lock_wait=self.config.journal.lock_wait if lock_wait is None else lock_wait,
+                )
+            else:
+                await self._run(
+                    report,
+                    dry_run=dry_run,
+                    full=full,
+                    allow_deletes=allow_deletes,
+                    samples=samples,
+                    session=None,
+                )
+                report.settle()
         except anyio.get_cancelled_exc_class():
             report.outcome = Outcome.CANCELLED
-            report.message = "cancelled; the report shows what was done before"
+            report.message = "interrupted; the next run resumes where this one stopped"
+            if not journaled:
+                report.message = "cancelled; the report shows what was done before"
             raise
         except SyncEngineError as error:
-            refused = isinstance(error, RunRefusedError)
-            report.outcome = Outcome.REFUSED if refused else Outcome.FAILED
-            report.message = f"{error}; {report.message}" if report.message else str(error)
+            _fail(report, error)
             raise
         finally:
             report.problems.close()
@@ -173,8 +206,54 @@ class SyncEngine:
                 report.calls = dict(stats.calls)
                 report.retries = dict(stats.retries)
             self._progress.close()
-        report.settle()
         return report
+
+    def hurry(self) -> None:
+        """Stop now: cut off batches in flight instead of letting them finish.
+
+        For a second Ctrl-C; the journal keeps them as sent, and the next run settles them.
+        """
+        if self._executor is not None:
+            self._executor.hurry()
+
+    async def _journaled(
+        self,
+        report: SyncReport,
+        *,
+        full: bool,
+        allow_deletes: int | None,
+        restart: bool,
+        lock_wait: float,
+    ) -> None:
+        handle = await open_journal(self.config.journal, target_of(self.config), clock=self._clock)
+        try:
+            await handle.lock.acquire(wait=lock_wait)
+            try:
+                session = RunSession(handle, self.config)
+                await session.start(report, full=full, restart=restart)
+                try:
+                    await self._run(
+                        report,
+                        dry_run=False,
+                        full=report.full,
+                        allow_deletes=allow_deletes,
+                        samples=0,
+                        session=session,
+                    )
+                except anyio.get_cancelled_exc_class():
+                    await session.interrupted()
+                    raise
+                except SyncEngineError as error:
+                    if not isinstance(error, JournalError):
+                        _fail(report, error)
+                        await session.finished(report)
+                    raise
+                report.settle()
+                await session.finished(report)
+            finally:
+                await handle.lock.release()
+        finally:
+            await handle.journal.aclose()
 
     async def check(self) -> list[str]:
         """Ask the provider whether the key, the synced list and every field exist.
@@ -203,29 +282,104 @@ class SyncEngine:
         full: bool,
         allow_deletes: int | None,
         samples: int,
+        session: RunSession | None,
     ) -> None:
         assert self._provider is not None
-        assert self._work_dir is not None
         provider = self._provider
-        settings = self.config.sync
         builder = self._builder(provider)
         with self._stage(report, "check"):
             for warning in await provider.check(builder.fields):
                 report.warn(warning)
+        plan: Plan | None
+        if session is not None and session.resume is not None:
+            plan = self._resumed_plan(session.resume, report, full=full)
+        else:
+            plan = await self._make_plan(
+                report,
+                builder,
+                dry_run=dry_run,
+                full=full,
+                allow_deletes=allow_deletes,
+                samples=samples,
+                session=session,
+            )
+        if plan is None:
+            return
+        total = plan.batch_count(provider.limits.batch_rows)
+
+        def on_batch(done: int) -> None:
+            self._progress.update("batches", {"done": done, "total": total})
+
+        with self._stage(report, "apply"):
+            executor = Executor(
+                provider,
+                report,
+                on_batch=on_batch,
+                ledger=await session.ledger() if session is not None else None,
+                drain_timeout=self.config.journal.drain_timeout,
+            )
+            self._executor = executor
+            try:
+                await executor.execute(plan)
+            except FatalProviderError:
+                sent = report.inserted + report.updated + report.removed + report.rejected
+                report.message = f"stopped after {sent} of {report.plan.changes} changes"
+                raise
+            finally:
+                self._executor = None
+
+    def _resumed_plan(self, resume: ResumablePlan, report: SyncReport, *, full: bool) -> Plan:
+        """The interrupted attempt's plan, with its counts, kept rows and problems."""
+        report.plan = resume.summary
+        report.kept = list(resume.kept)
+        for warning in resume.warnings:
+            report.warn(warning)
+        report.problems.replay(resume.problems)
+        return Plan(summary=report.plan, spool=resume.spool, full=full)
+
+    async def _make_plan(
+        self,
+        report: SyncReport,
+        builder: ContactBuilder,
+        *,
+        dry_run: bool,
+        full: bool,
+        allow_deletes: int | None,
+        samples: int,
+        session: RunSession | None,
+    ) -> Plan | None:
+        """Export, index and diff into a spooled plan; None for a dry run (report only)."""
+        assert self._provider is not None
+        assert self._work_dir is not None
+        provider = self._provider
+        settings = self.config.sync
         with self._stage(report, "export"):
             snapshot = await provider.snapshot(builder.fields)
         differ = Differ(fields=builder.fields, additive=self._additive(builder), full=full)
         with self._stage(report, "index"):
             await self._index_remote(snapshot, builder, differ, report)
-        spool = PlanSpool(self._work_dir / "plan.jsonl")
+        spool_path = session.plan_path() if session else self._work_dir / "plan.jsonl"
+        spool = PlanSpool(spool_path)
         sample_inserts: list[Contact] = []
         sample_updates: list[Contact] = []
-        with self._stage(report, "plan"):
-            await self._plan_local(
-                builder, differ, spool, report, sample_inserts, sample_updates, samples
-            )
-            removal_keys = self._plan_removals(builder, differ, spool, report, samples)
-        spool.close()
+        if session is not None:
+            report.problems.copy_to(session.problems_path())
+        try:
+            with self._stage(report, "plan"):
+                await self._plan_local(
+                    builder,
+                    differ,
+                    spool,
+                    report,
+                    sample_inserts,
+                    sample_updates,
+                    samples,
+                    session.rejects if session else None,
+                )
+                removal_keys = self._plan_removals(builder, differ, spool, report, samples)
+        finally:
+            report.problems.copy_to(None)
+            spool.close()
         plan = Plan(summary=report.plan, spool=spool, full=full)
         guard = DeletionGuard(
             max_share=settings.max_delete_share, max_count=settings.max_delete_count
@@ -238,21 +392,11 @@ class SyncEngine:
                 guard.check(report.plan, allow_deletes=allow_deletes)
             except SyncEngineError as error:
                 report.warn(f"run would be refused: {error}")
-            return
+            return None
         guard.check(report.plan, allow_deletes=allow_deletes)
-        total = plan.batch_count(provider.limits.batch_rows)
-
-        def on_batch(done: int) -> None:
-            self._progress.update("batches", {"done": done, "total": total})
-
-        with self._stage(report, "apply"):
-            executor = Executor(provider, report, on_batch=on_batch)
-            try:
-                await executor.execute(plan)
-            except FatalProviderError:
-                sent = report.inserted + report.updated + report.removed + report.rejected
-                report.message = f"stopped after {sent} of {report.plan.changes} changes"
-                raise
+        if session is not None:
+            await session.planned(spool, report)
+        return plan
 
     async def _index_remote(
         self, snapshot: RemoteSnapshot, builder: ContactBuilder, differ: Differ, report: SyncReport
@@ -280,6 +424,7 @@ class SyncEngine:
         sample_inserts: list[Contact],
         sample_updates: list[Contact],
         samples: int,
+        rejects: RejectFilter | None = None,
     ) -> None:
         summary = report.plan
         mode = self.config.sync.mode
@@ -321,6 +466,8 @@ class SyncEngine:
                 summary.kept_by_consent += 1
                 if len(report.kept) < KEPT_CAP:
                     report.kept.append((built.key, decision.locked or "locked"))
+            elif rejects is not None and self._held_back(built, rejects, report):
+                continue
             elif verdict is Verdict.INSERT:
                 if mode == "update-only":
                     summary.skipped_by_mode += 1
@@ -337,6 +484,26 @@ class SyncEngine:
                 spool.write(Change(ChangeKind.UPDATE, built.key, built.fields, built.origin))
                 if len(sample_updates) < samples:
                     sample_updates.append(built)
+
+    def _held_back(self, contact: Contact, rejects: RejectFilter, report: SyncReport) -> bool:
+        """A row the provider rejected before, unchanged since: reported, not resent."""
+        record = rejects.hold(contact.key, contact.fields)
+        if record is None:
+            return False
+        report.plan.held_back += 1
+        report.problems.add(
+            Problem(
+                stage="held",
+                reason=f"rejected by the provider on run #{record.last_run} ({record.reason})"
+                f" and unchanged since; held back ({record.held + 1} of"
+                f" {rejects.retry_after} runs, then offered again)",
+                key=contact.key,
+                source=contact.origin.source if contact.origin else None,
+                line=contact.origin.line if contact.origin else None,
+                code=record.code,
+            )
+        )
+        return True
 
     def _check_columns(self, values: Mapping[str, object], source: str) -> None:
         missing = [(f, c) for f, c in self.config.mapping.items() if c not in values]
@@ -428,6 +595,19 @@ class SyncEngine:
             yield
         finally:
             report.stages[name] = report.stages.get(name, 0.0) + time.perf_counter() - started
+
+
+def _fail(report: SyncReport, error: SyncEngineError) -> None:
+    """Set the outcome of a run that stopped on ``error`` (once, however it is reached)."""
+    if report.outcome in (Outcome.FAILED, Outcome.REFUSED, Outcome.LOCKED):
+        return
+    if isinstance(error, RunLockedError):
+        report.outcome = Outcome.LOCKED
+    elif isinstance(error, RunRefusedError):
+        report.outcome = Outcome.REFUSED
+    else:
+        report.outcome = Outcome.FAILED
+    report.message = f"{error}; {report.message}" if report.message else str(error)
 
 
 def _problem(stage: str, problem: RowProblem) -> Problem:

@@ -6,6 +6,8 @@ The branches tell a caller what to do next, not where the error came from::
     ├── ConfigError               the config or the command line is wrong: fix it (exit 2)
     ├── SourceError               the local source cannot be read at all (exit 3)
     ├── RunRefusedError           the engine refuses to run the plan (deletion guard) (exit 3)
+    ├── RunLockedError            another run of the same target holds the lock (exit 75)
+    ├── JournalError              the run journal cannot be opened or written (exit 3)
     └── ProviderError             the provider answered badly
         ├── FatalProviderError    retrying cannot help: bad key, no money, unknown method (exit 3)
         ├── RetriableProviderError   try again later: 5xx, network, timeout, rate limit
@@ -22,8 +24,10 @@ __all__ = [
     "ConfigError",
     "ExportError",
     "FatalProviderError",
+    "JournalError",
     "ProviderError",
     "RetriableProviderError",
+    "RunLockedError",
     "RunRefusedError",
     "SourceError",
     "SyncEngineError",
@@ -44,6 +48,14 @@ class SourceError(SyncEngineError):
 
 class RunRefusedError(SyncEngineError):
     """The engine refuses to apply a plan, e.g. the deletion guard tripped."""
+
+
+class RunLockedError(SyncEngineError):
+    """Another run of the same target is in progress; this one did not start."""
+
+
+class JournalError(SyncEngineError):
+    """The run journal (SQLite file or PostgreSQL) cannot be opened, read or written."""
 
 
 class ProviderError(SyncEngineError):

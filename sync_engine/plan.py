@@ -8,12 +8,14 @@ in memory, not the whole plan.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import orjson
+import xxhash
 
 from .errors import RunRefusedError
 from .normalise import FieldValue
@@ -30,6 +32,8 @@ __all__ = [
     "PlanSpool",
     "PlanSummary",
     "SampleChange",
+    "batch_digest",
+    "change_digest",
 ]
 
 
@@ -101,6 +105,7 @@ class PlanSummary:
     kept_by_consent: int = 0
     kept_from_removal: int = 0  # remote contacts absent locally but locked by consent
     skipped_by_mode: int = 0
+    held_back: int = 0  # rejected by the provider before and unchanged since: not resent
 
     @property
     def local_valid(self) -> int:
@@ -148,32 +153,79 @@ class DeletionGuard:
             )
 
 
+def _plain(fields: Mapping[str, FieldValue]) -> dict[str, object]:
+    return {n: sorted(v) if isinstance(v, frozenset) else v for n, v in fields.items()}
+
+
+def change_digest(fields: Mapping[str, FieldValue]) -> str:
+    """A fingerprint of what a change sends, to tell whether a rejected row has changed."""
+    return xxhash.xxh3_64_hexdigest(orjson.dumps(_plain(fields), option=orjson.OPT_SORT_KEYS))
+
+
+def batch_digest(batch: Batch) -> str:
+    """A fingerprint of a batch's payload, journaled before it is sent."""
+    hasher = xxhash.xxh3_64()
+    for change in batch.changes:
+        hasher.update(orjson.dumps([change.kind.value, change.key, _plain(change.fields)]))
+    return f"{batch.kind.value}:{len(batch)}:{hasher.hexdigest()}"
+
+
 class PlanSpool:
-    """Writes changes as JSON lines to a file and reads them back as batches."""
+    """Writes changes as JSON lines to a file and reads them back as batches.
+
+    The file's digest is computed as it is written; :meth:`close` flushes it to disk
+    (fsync), since a journaled run resumes from this file after a crash.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: IO[bytes] | None = path.open("wb")
+        self._hasher = xxhash.xxh3_128()
         self.count = 0
+
+    @classmethod
+    def existing(cls, path: Path) -> PlanSpool:
+        """A finished spool on disk (from an interrupted run), for reading only."""
+        spool = cls.__new__(cls)
+        spool.path = path
+        spool._file = None
+        spool._hasher = xxhash.xxh3_128()
+        spool.count = 0
+        return spool
 
     def write(self, change: Change) -> None:
         assert self._file is not None, "spool already closed"
         record: dict[str, object] = {
             "k": change.kind.value,
             "key": change.key,
-            "f": {
-                n: sorted(v) if isinstance(v, frozenset) else v for n, v in change.fields.items()
-            },
+            "f": _plain(change.fields),
         }
         if change.origin is not None:
             record["o"] = [change.origin.source, change.origin.line]
-        self._file.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        self._hasher.update(line)
+        self._file.write(line)
         self.count += 1
 
     def close(self) -> None:
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
+
+    @property
+    def digest(self) -> str:
+        """The digest of what was written (valid once closed)."""
+        return self._hasher.hexdigest()
+
+    def file_digest(self) -> str:
+        """The digest of the file as it is on disk now (to verify a spool to resume)."""
+        hasher = xxhash.xxh3_128()
+        with self.path.open("rb") as spool:
+            while chunk := spool.read(1 << 20):
+                hasher.update(chunk)
+        return hasher.hexdigest()
 
     def read(self) -> Iterator[Change]:
         self.close()

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import enum
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from .plan import PlanSummary, SampleChange
 
@@ -28,6 +31,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     REFUSED = "refused"
     CANCELLED = "cancelled"
+    LOCKED = "locked"  # another run of the same target was in progress
 
     @property
     def exit_code(self) -> int:
@@ -37,6 +41,7 @@ class Outcome(enum.Enum):
             Outcome.FAILED: 3,
             Outcome.REFUSED: 3,
             Outcome.CANCELLED: 130,
+            Outcome.LOCKED: 75,
         }[self]
 
 
@@ -82,12 +87,38 @@ class ProblemSink:
         self.counts: dict[str, int] = {}
         self._file: IO[str] | None = None
         self._writer: Any = None
+        self._copy: IO[bytes] | None = None
         if path is not None:
             self._file = path.open("w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.COLUMNS)
 
+    def copy_to(self, path: Path | None) -> None:
+        """Also append every problem to ``path`` as JSON lines (None: stop copying).
+
+        A journaled run copies its planning problems beside its plan file, so that a
+        resumed run can report them again as one run.
+        """
+        if self._copy is not None:
+            self._copy.flush()
+            os.fsync(self._copy.fileno())
+            self._copy.close()
+            self._copy = None
+        if path is not None:
+            self._copy = path.open("ab")
+
+    def replay(self, path: Path) -> None:
+        """Add the problems an earlier attempt copied to ``path``."""
+        if not path.exists():
+            return
+        with path.open("rb") as copied:
+            for line in copied:
+                if line.strip():
+                    self.add(Problem(**orjson.loads(line)))
+
     def add(self, problem: Problem) -> None:
+        if self._copy is not None:
+            self._copy.write(orjson.dumps(asdict(problem), option=orjson.OPT_APPEND_NEWLINE))
         self.counts[problem.stage] = self.counts.get(problem.stage, 0) + 1
         if len(self.kept) < self.cap:
             self.kept.append(problem)
@@ -102,6 +133,7 @@ class ProblemSink:
         return sum(self.counts.values())
 
     def close(self) -> None:
+        self.copy_to(None)
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -125,6 +157,10 @@ class SyncReport:
     failed: int = 0  # rows of batches that failed after every retry
     row_warnings: int = 0
     batches: int = 0
+    run_id: int | None = None  # the journal's run number (None without a journal)
+    attempt: int = 1  # 2 and up: this run resumed an interrupted one
+    resumed_batches: int = 0  # settled by an earlier attempt, counted, not resent
+    carried: dict[str, int] = field(default_factory=dict)  # applied by an earlier plan
     warnings: list[str] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (key, provider's reason)
     samples: list[SampleChange] = field(default_factory=list)
@@ -153,7 +189,7 @@ class SyncReport:
         if self.failed:
             self.outcome = Outcome.FAILED
             self.message = self.message or f"{self.failed} rows were not applied"
-        elif self.rejected or self.invalid_local:
+        elif self.rejected or self.invalid_local or self.plan.held_back:
             self.outcome = Outcome.REJECTED_ROWS
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +212,11 @@ class SyncReport:
                 "failed": self.failed,
                 "row_warnings": self.row_warnings,
                 "batches": self.batches,
+                "resumed_batches": self.resumed_batches,
+                "carried": self.carried,
             },
+            "run_id": self.run_id,
+            "attempt": self.attempt,
             "kept_by_consent": [{"key": k, "reason": r} for k, r in self.kept],
             "warnings": self.warnings,
             "problems_total": self.problems.total,
@@ -206,6 +246,9 @@ class SyncReport:
         title = "plan (dry run)" if self.dry_run else "sync"
         yield f"{title}: {self.provider}, mode {self.mode}{', full resync' if self.full else ''}"
         yield f"  outcome: {self.outcome.value}" + (f": {self.message}" if self.message else "")
+        if self.run_id is not None:
+            resumed = f", attempt {self.attempt} (resumed)" if self.attempt > 1 else ""
+            yield f"  run: #{self.run_id}{resumed}"
         yield (
             f"  local: {p.local_rows} rows read, {p.local_valid} valid, {p.invalid_local} invalid,"
             f" {p.duplicates} duplicate keys"
@@ -216,13 +259,23 @@ class SyncReport:
             f" {p.unchanged} unchanged, {p.kept_by_consent} kept by consent"
             + (f", {p.skipped_by_mode} skipped by mode" if p.skipped_by_mode else "")
             + (f", {p.kept_from_removal} not removed (consent)" if p.kept_from_removal else "")
+            + (f", {p.held_back} held back (rejected before, unchanged)" if p.held_back else "")
         )
         if not self.dry_run:
             yield (
                 f"  applied: {self.inserted} inserted, {self.updated} updated, {self.removed}"
                 f" removed, {self.rejected} rejected by the provider, {self.failed} failed"
-                f" ({self.batches} batches)"
+                f" ({self.batches} batches"
+                + (
+                    f", {self.resumed_batches} settled before the resume"
+                    if self.resumed_batches
+                    else ""
+                )
+                + ")"
             )
+            if self.carried:
+                carried = ", ".join(f"{v} {k}" for k, v in self.carried.items() if v)
+                yield f"  applied by the earlier plan of this run (included above): {carried}"
         if self.kept:
             shown = ", ".join(f"{k} ({r})" for k, r in self.kept[:10])
             more = p.kept_by_consent - min(len(self.kept), 10)

@@ -21,6 +21,7 @@ from sync_engine.records import RowProblem
 from sync_engine.schema import FieldSchema
 
 __all__ = [
+    "BatchEvents",
     "BatchOutcome",
     "Provider",
     "ProviderLimits",
@@ -80,6 +81,18 @@ class ProviderStats:
         self.retries[method] = self.retries.get(method, 0) + 1
 
 
+class BatchEvents(Protocol):
+    """What a provider tells the journal while it sends a batch."""
+
+    async def sent(self) -> None:
+        """The request is about to leave: from here on its outcome may be unknown."""
+        ...
+
+    async def task(self, task_id: str) -> None:
+        """The provider answered with a task id that can settle the batch later."""
+        ...
+
+
 class RemoteSnapshot(Protocol):
     """The provider's contacts at one moment; iterable more than once."""
 
@@ -105,8 +118,22 @@ class Provider(Protocol):
         """Fetch the provider's current contacts (with these fields) as a snapshot."""
         ...
 
-    async def apply(self, batch: Batch) -> BatchOutcome:
-        """Send one batch, retrying what is safe to retry; raise what is not."""
+    async def apply(self, batch: Batch, events: BatchEvents | None = None) -> BatchOutcome:
+        """Send one batch, retrying what is safe to retry; raise what is not.
+
+        ``events.sent()`` is awaited before the first request leaves.
+        """
+        ...
+
+    def resend_is_safe(self, batch: Batch) -> bool:
+        """Whether a batch whose answer was lost may simply be sent again (idempotent)."""
+        ...
+
+    async def settle(self, batch: Batch, task_id: str | None) -> BatchOutcome | None:
+        """The outcome of a batch sent by an earlier attempt whose answer was lost.
+
+        Asked only where resending is not safe; None when the provider cannot tell.
+        """
         ...
 
     async def aclose(self) -> None: ...

@@ -31,7 +31,7 @@ from sync_engine.sources._threaded import iterate_in_thread
 
 from . import _http
 from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
-from .base import BatchOutcome, ProviderLimits, ProviderStats
+from .base import BatchEvents, BatchOutcome, ProviderLimits, ProviderStats
 from .export_file import iter_export_rows
 
 __all__ = ["LOCKED_EMAIL_STATUSES", "UNISENDER_SCHEMA", "UniSenderProvider"]
@@ -341,9 +341,19 @@ class UniSenderProvider:
         return None
 
     # -- apply ----------------------------------------------------------------------
-    async def apply(self, batch: Batch) -> BatchOutcome:
+    def resend_is_safe(self, batch: Batch) -> bool:
+        """importContacts is an upsert (or a removal) by key: sending it twice is harmless."""
+        return True
+
+    async def settle(self, batch: Batch, task_id: str | None) -> BatchOutcome | None:
+        """Never needed (every batch is safe to resend); importContacts has no task id."""
+        return None
+
+    async def apply(self, batch: Batch, events: BatchEvents | None = None) -> BatchOutcome:
         """One importContacts call for the batch (an idempotent upsert: safe to resend)."""
         field_names, rows = self._encode(batch)
+        if events is not None:
+            await events.sent()
         options = {"overwrite_tags": "0", "overwrite_lists": "0"}
         if batch.kind is BatchKind.UPSERT:
             options = {
