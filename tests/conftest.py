@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def write_config(
     sync: Mapping[str, Any] | None = None,
     provider_settings: Mapping[str, Any] | None = None,
     source_settings: Mapping[str, Any] | None = None,
+    journal: Mapping[str, Any] | None = None,
     api_key: str = API_KEY,
 ) -> Path:
     """A TOML config file pointing at the emulator, as a user would write it."""
@@ -113,6 +115,9 @@ def write_config(
     lines += [f"{k} = {toml_value(v)}" for k, v in (sync or {}).items()]
     lines += ["", "[mapping]"]
     lines += [f"{toml_value(k)} = {toml_value(v)}" for k, v in mapping.items()]
+    if journal:
+        lines += ["", "[journal]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in journal.items()]
     path = tmp_path / "sync.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -120,3 +125,20 @@ def write_config(
 
 def config_for(tmp_path: Path, provider: Provider, **kwargs: Any) -> SyncConfig:
     return load_config(write_config(tmp_path, provider, **kwargs))
+
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema name on the machine's real server, dropped afterwards."""
+    import asyncpg
+
+    schema = f"sync_engine_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    connection = await asyncpg.connect(PG_DSN)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()

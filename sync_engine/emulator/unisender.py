@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self, TypeVar
 
+import anyio
 from aiohttp import web
 
 from ._admin import add_admin_routes
@@ -87,6 +88,9 @@ class EmulatorOptions:
     request_log_size: int = 100
     fault_seed: int = 0
     max_body_bytes: int = 32 * 1024 * 1024
+    # Real seconds importContacts waits after applying a batch, before it answers: widens
+    # the window in which a killed client has sent a batch but not seen its answer.
+    import_answer_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.brand not in ("unisender", "selzy"):
@@ -246,9 +250,12 @@ class UniSenderEmulator:
         if not self._admit(key, method, now):
             return self._fault_response("rate_limited")
         try:
-            return json_response(handler(params, request))
+            body = handler(params, request)
         except ArgumentError as exc:
             return error_response("invalid_arg", str(exc))
+        if method == "importContacts" and self.options.import_answer_delay:
+            await anyio.sleep(self.options.import_answer_delay)
+        return json_response(body)
 
     def _admit(self, key: str, method: str, now: float) -> bool:
         """Count the call against the provider's limits, or refuse it (refusals are not counted)."""

@@ -46,7 +46,7 @@ async def open_journal(
         dsn = settings.dsn.reveal()
         database = await PostgresDatabase.open(dsn, schema=settings.schema)
         journal = Journal(database, label=f"PostgreSQL {redact_dsn(dsn)}")
-        lock: RunLock = PostgresRunLock(database.connection, target, clock=clock)
+        lock: RunLock = PostgresRunLock(database, target, clock=clock)
     else:
         sqlite = await SqliteDatabase.open(settings.path)
         journal = Journal(sqlite, label=str(settings.path))

@@ -126,6 +126,7 @@ class PostgresDatabase:
     def __init__(self, connection: Any, label: str) -> None:
         self._conn = connection
         self.label = label
+        self._turn = anyio.Lock()  # one asyncpg connection runs one statement at a time
 
     @classmethod
     async def open(
@@ -145,16 +146,13 @@ class PostgresDatabase:
         await database.execute(f"SET search_path TO {quoted}")
         return database
 
-    @property
-    def connection(self) -> Any:
-        return self._conn
-
     async def _guard(self, action: Callable[[], Any]) -> Any:
         import asyncpg
 
         with anyio.CancelScope(shield=True):
             try:
-                return await action()
+                async with self._turn:
+                    return await action()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 raise JournalError(f"journal {self.label}: {error}") from None
 

@@ -12,13 +12,14 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
-import anyio
 import xxhash
 
 from sync_engine.clock import Clock, LoopClock
-from sync_engine.errors import JournalError, RunLockedError
+from sync_engine.errors import RunLockedError
+
+from ._db import Database
 
 __all__ = ["FileRunLock", "PostgresRunLock", "RunLock"]
 
@@ -82,8 +83,8 @@ class FileRunLock:
 class PostgresRunLock:
     """A session-level ``pg_try_advisory_lock`` on the journal's own connection."""
 
-    def __init__(self, connection: Any, target: str, *, clock: Clock | None = None) -> None:
-        self._conn = connection
+    def __init__(self, database: Database, target: str, *, clock: Clock | None = None) -> None:
+        self._db = database
         self.target = target
         self._key = xxhash.xxh3_64_intdigest(target.encode()) - 2**63  # signed bigint
         self._clock = clock or LoopClock()
@@ -92,10 +93,7 @@ class PostgresRunLock:
     async def acquire(self, *, wait: float = 0.0) -> None:
         deadline = self._clock.now() + wait
         while True:
-            try:
-                got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
-            except Exception as error:
-                raise JournalError(f"cannot take the run lock in PostgreSQL: {error}") from None
+            ((got,),) = await self._db.fetch("SELECT pg_try_advisory_lock(?)", self._key)
             if got:
                 self._held = True
                 return
@@ -109,8 +107,7 @@ class PostgresRunLock:
     async def release(self) -> None:
         if self._held:
             self._held = False
-            with anyio.CancelScope(shield=True):
-                await self._conn.execute("SELECT pg_advisory_unlock($1)", self._key)
+            await self._db.execute("SELECT pg_advisory_unlock(?)", self._key)
 
 
 def _read_holder(path: Path) -> str:
