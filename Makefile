@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services demo test lint bench clean
+.PHONY: install services demo test lint bench crash-soak clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ bench: install
 	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then \
 		for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done; \
 	else echo "no benchmarks yet (see issue #7)"; fi
+
+# The SIGKILL loop of the test suite, longer: 40 kills at random points of a 50k-contact run.
+crash-soak: install services
+	SYNC_ENGINE_KILL_ROUNDS=40 SYNC_ENGINE_KILL_BUDGET=600 SYNC_ENGINE_KILL_CONTACTS=50000 \
+		$(BIN)/python -m pytest -q -s -p no:cacheprovider --timeout 900 \
+		tests/integration/test_cli_crash.py -k sigkill
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage build *.egg-info

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from sync_engine import SyncConfig, load_config
@@ -142,3 +143,14 @@ async def pg_schema() -> AsyncIterator[str]:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 30.0) -> None:
+    """Poll ``condition`` (state of an emulator another process or task drives).
+
+    Nothing notifies the test of such state, so polling is the honest way to observe it;
+    the bound keeps a broken run from hanging the suite.
+    """
+    with anyio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - observed state, no event to wait on
+            await anyio.sleep(0.005)

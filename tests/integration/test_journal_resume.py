@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import PG_DSN, Provider, config_for, write_csv
+from conftest import PG_DSN, Provider, config_for, wait_until, write_csv
 
 from sync_engine import Outcome, SyncConfig, SyncEngine, SyncReport
 from sync_engine.emulator import EmulatorOptions
@@ -128,20 +128,31 @@ async def test_cancelled_run_drains_then_resumes_without_resending(
     assert not list((tmp_path / ".sync-engine" / "plans").iterdir())  # plan files cleaned up
 
 
+@pytest.mark.parametrize("emulator_options", [EmulatorOptions(import_answer_delay=0.3)])
 async def test_cut_off_batch_is_resent_because_upserts_are_idempotent(
     tmp_path: Path, provider: Provider
 ) -> None:
-    """With no drain time, batches in flight are cut off and stay 'sent' in the journal."""
+    """With no drain time, a batch in flight is cut off and stays 'sent' in the journal."""
     config = make_config(tmp_path, provider, journal={"drain_timeout": 0})
-    await interrupted_run(config, provider, after=2)
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            async with SyncEngine(config, clock=provider.clock) as engine:
+                await engine.run()
+
+        group.start_soon(run)
+        # The emulator has applied a batch and holds its answer back for 0.3 s: stop now.
+        await wait_until(lambda: provider.emulator.calls["importContacts"] >= 1)
+        group.cancel_scope.cancel()
     states = [state for _, state, _, _ in await batch_rows(config)]
     assert BatchState.SENT in states
+    assert BatchState.ANSWERED not in states
     report = await sync(config, provider)
     assert report.outcome is Outcome.SUCCESS
     assert report.inserted == ROWS
     rows = await batch_rows(config)
     assert all(answers == 1 for _, _, _, answers in rows)
-    assert max(sends for _, _, sends, _ in rows) == 2  # the in-doubt batch, resent once
+    assert max(sends for _, _, sends, _ in rows) == 2  # the in-doubt batches, resent once
     assert_provider_equals_local(provider)
 
 
