@@ -25,6 +25,7 @@ from . import __version__
 from .config import SyncConfig, load_config
 from .engine import SyncEngine
 from .errors import ConfigError, RunLockedError, SyncEngineError
+from .journal._db import redact_dsn
 from .journal.queries import read_history, read_rejects
 from .journal.store import RunRecord, RunStatus
 from .log import configure_logging
@@ -271,6 +272,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"  provider: {provider.kind} at {provider.base_url}, list {provider.list_id}")
     print(f"  key: {config.sync.key}; mode: {config.sync.mode}")
     print("  mapping: " + ", ".join(f"{f} <- {c}" for f, c in config.mapping.items()))
+    journal = config.journal
+    if not journal.enabled:
+        print("  journal: off (no resume, no run lock, no history)")
+    elif journal.dsn is not None:
+        print(f"  journal: PostgreSQL {redact_dsn(journal.dsn.reveal())}, schema {journal.schema}")
+    else:
+        print(f"  journal: {journal.path}")
     if not config.source.path.exists():
         print(f"  warning: {config.source.path} does not exist yet")
     if not args.online:

@@ -144,6 +144,7 @@ async def test_check_config_offline_and_online(tmp_path: Path, provider: Provide
     code, out, err = await cli("check-config", "--config", str(config), "--online")
     assert code == 0, err
     assert "key, list and fields ok" in out
+    assert f"journal: {tmp_path / '.sync-engine' / 'journal.sqlite'}" in out
     missing_field = write_config(
         tmp_path,
         provider,
