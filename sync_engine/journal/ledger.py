@@ -114,30 +114,28 @@ class RunLedger:
         await self._learn(batch, outcome)
 
     async def failed(self, batch: Batch, *, reason: str, code: str, stage: str) -> None:
+        bucket = "rejected" if stage == "provider" else "failed"
+        await self._unanswered(batch, BatchState.FAILED, reason, code, stage, bucket)
+
+    async def unknown(self, batch: Batch, *, reason: str) -> None:
+        await self._unanswered(
+            batch, BatchState.UNKNOWN, reason, "unknown_outcome", "batch", "failed"
+        )
+
+    async def _unanswered(
+        self, batch: Batch, state: BatchState, reason: str, code: str, stage: str, bucket: str
+    ) -> None:
+        """A batch settled without per-row answers: every row counts in one bucket."""
         await self.journal.batch_settled(
             self.run_id,
             self.plan_no,
             batch.number,
-            state=BatchState.FAILED,
+            state=state,
             outcome={
                 "reason": reason,
                 "code": code,
                 "stage": stage,
-                "counts": {"rejected" if stage == "provider" else "failed": len(batch)},
-            },
-        )
-
-    async def unknown(self, batch: Batch, *, reason: str) -> None:
-        await self.journal.batch_settled(
-            self.run_id,
-            self.plan_no,
-            batch.number,
-            state=BatchState.UNKNOWN,
-            outcome={
-                "reason": reason,
-                "code": "unknown_outcome",
-                "stage": "batch",
-                "counts": {"failed": len(batch)},
+                "counts": {bucket: len(batch)},
             },
         )
 
