@@ -129,7 +129,7 @@ def _load(args: argparse.Namespace) -> SyncConfig | None:
     configure_logging(
         log_format=args.log_format,
         verbose=args.verbose,
-        secrets=[config.provider.api_key.reveal()],
+        secrets=config.secrets(),
     )
     return config
 
@@ -196,13 +196,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     print(f"{config.label}: ok")
-    print(f"  source: {type(config.source).__name__} {config.source.path}")
+    print(f"  source: {config.source.describe()}")
     provider = config.provider
     print(f"  provider: {provider.kind} at {provider.base_url}, list {provider.list_id}")
     print(f"  key: {config.sync.key}; mode: {config.sync.mode}")
-    print("  mapping: " + ", ".join(f"{f} <- {c}" for f, c in config.mapping.items()))
-    if not config.source.path.exists():
-        print(f"  warning: {config.source.path} does not exist yet")
+    print("  mapping: " + ", ".join(f"{f} <- {config.rule(f).describe()}" for f in config.mapping))
+    path = getattr(config.source, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        print(f"  warning: {path} does not exist yet")
     if not args.online:
         return EXIT_OK
 
