@@ -35,6 +35,7 @@ class _Field:
     fmt: ValueFormat
     split: str | None
     transforms: tuple[Transform, ...]
+    text_as_is: bool  # text needs no work (the common case, kept fast)
 
 
 class RowMapper:
@@ -78,6 +79,7 @@ class RowMapper:
             fmt=fmt,
             split=rule.split,
             transforms=rule.transforms,
+            text_as_is=rule.date_format is None and rule.split is None and not rule.transforms,
         )
 
     @property
@@ -101,6 +103,9 @@ class RowMapper:
             if raw is None:
                 if not field.keep_null:
                     values[field.name] = None
+                continue
+            if field.text_as_is and type(raw) is str:
+                values[field.name] = raw
                 continue
             try:
                 values[field.name] = self._value(field, raw)
