@@ -12,7 +12,7 @@ same value always spells the same: that is what lets a second run plan zero chan
 | date                           | ``date_format`` (default ``%d.%m.%Y``)                    |
 | timestamp, timestamptz         | in UTC, ``datetime_format`` (``%Y-%m-%d %H:%M:%S``)       |
 | array (text[], int[])          | a list: for tags and list ids; NULL items are dropped     |
-| uuid, inet                     | their text form                                           |
+| uuid, inet, time               | their text form (json and jsonb arrive as their text)     |
 | bytes, interval, JSON object   | refused: the row is reported, naming the column           |
 | NaN, infinity                  | refused likewise                                          |
 

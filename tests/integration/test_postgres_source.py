@@ -11,8 +11,12 @@ import pytest
 from databases import PG_DSN, PgSchema, temporary_schema
 
 from sync_engine import SourceError
+from sync_engine.config import SourceSettings
+from sync_engine.mapping import RowMapper
 from sync_engine.records import RowOrigin, SourceRow
+from sync_engine.schema import FieldKind
 from sync_engine.sources import PostgresSource
+from sync_engine.transforms import FieldRule
 
 PASSWORD = "hunter2-not-for-logs"
 
@@ -219,3 +223,57 @@ async def test_every_read_is_complete_and_independent(pg: PgSchema) -> None:
     first = await read_all(source)
     second = await read_all(source)
     assert [r.values for r in first] == [r.values for r in second] == [{"email": "a@x.com"}]
+
+
+async def test_every_postgres_type_maps_as_documented() -> None:
+    """Real server values through the mapping step: the README's type table, pinned."""
+    columns = {
+        "t": ("'  text '::text", "  text "),
+        "v": ("'v'::varchar(3)", "v"),
+        "i": ("42::int8", "42"),
+        "n": ("1.50::numeric", "1.50"),
+        "big": ("12345678901234567890.000001::numeric", "12345678901234567890.000001"),
+        "f": ("2.0::float8", "2"),
+        "r": ("0.1::float8", "0.1"),
+        "b": ("true", "1"),
+        "d": ("'1990-03-01'::date", "01.03.1990"),
+        "ts": ("'2024-01-01 12:30:00'::timestamp", "2024-01-01 12:30:00"),
+        "tz": ("'2024-01-01 12:30:00+03'::timestamptz", "2024-01-01 09:30:00"),
+        "tm": ("'09:05:07'::time", "09:05:07"),
+        "u": (
+            "'00000000-0000-0000-0000-000000000001'::uuid",
+            "00000000-0000-0000-0000-000000000001",
+        ),
+        "ip": ("'10.0.0.1'::inet", "10.0.0.1"),
+        "j": ("'{\"a\": 1}'::jsonb", '{"a": 1}'),
+        "tags": ("ARRAY['vip', NULL, 'b2b']::text[]", ["vip", "b2b"]),
+        "ids": ("ARRAY[3, 4]::int[]", ["3", "4"]),
+        "nul": ("NULL::text", None),
+    }
+    select = ", ".join(f"{sql} AS {name}" for name, (sql, _) in columns.items())
+    [row] = await read_all(PostgresSource(PG_DSN, query=f"SELECT {select}"))
+    kinds = {
+        name: FieldKind.TAGS if name in ("tags", "ids") else FieldKind.TEXT for name in columns
+    }
+    mapper = RowMapper(
+        {name: FieldRule(column=name) for name in columns}, kinds=kinds, settings=SourceSettings()
+    )
+    mapped, problem = mapper.map(row)
+    assert problem is None
+    assert mapped.values == {name: expected for name, (_, expected) in columns.items()}
+
+    refused = {
+        "bytea": "'\\x00'::bytea",
+        "interval": "interval '1 day'",
+        "nan": "'NaN'::numeric",
+    }
+    for name, sql in refused.items():
+        [row] = await read_all(PostgresSource(PG_DSN, query=f"SELECT {sql} AS {name}"))
+        one = RowMapper(
+            {"Name": FieldRule(column=name)},
+            kinds={"Name": FieldKind.TEXT},
+            settings=SourceSettings(),
+        )
+        _, problem = one.map(row)
+        assert problem is not None, name
+        assert (problem.origin.line, problem.field) == (1, name)
