@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime
 
 import anyio
+import anyio.abc
 import pytest
 from databases import PG_DSN, PgSchema, temporary_schema
 
@@ -277,3 +278,30 @@ async def test_every_postgres_type_maps_as_documented() -> None:
         _, problem = one.map(row)
         assert problem is not None, name
         assert (problem.origin.line, problem.field) == (1, name)
+
+
+async def test_a_server_that_never_answers_times_out_on_connect() -> None:
+    """A loopback listener that accepts and stays silent stands in for a dead server."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - not Django
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            async for _ in stream:
+                pass
+
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, silent)
+        source = PostgresSource(
+            f"postgresql://app:{PASSWORD}@127.0.0.1:{port}/crm",
+            query="SELECT 1",
+            connect_timeout=0.3,
+            name="crm",
+        )
+        with anyio.fail_after(5), pytest.raises(SourceError) as caught:
+            await read_all(source)
+        group.cancel_scope.cancel()
+    assert str(caught.value) == (
+        f"crm: cannot connect to postgresql://app:***@127.0.0.1:{port}/crm: no answer within"
+        " connect_timeout = 0.3 s"
+    )
