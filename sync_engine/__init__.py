@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .config import (
     CsvSourceConfig,
     JsonlSourceConfig,
+    PostgresSourceConfig,
+    SqliteSourceConfig,
     SyncConfig,
     SyncSettings,
     UniSenderConfig,
@@ -39,7 +41,15 @@ from .providers.base import BatchOutcome, Provider, RowOutcome, RowStatus
 from .records import RowOrigin, RowProblem, SourceRow
 from .report import Outcome, Problem, SyncReport
 from .secret import Secret
-from .sources import CsvSource, IterableSource, JsonlSource, Source
+from .sources import (
+    CsvSource,
+    IterableSource,
+    JsonlSource,
+    PostgresSource,
+    Source,
+    SqliteSource,
+)
+from .transforms import FieldRule
 
 try:
     __version__ = version("sync-engine")
@@ -60,12 +70,15 @@ __all__ = [
     "DeletionGuard",
     "ExportError",
     "FatalProviderError",
+    "FieldRule",
     "IterableSource",
     "JsonlSource",
     "JsonlSourceConfig",
     "Outcome",
     "Plan",
     "PlanSummary",
+    "PostgresSource",
+    "PostgresSourceConfig",
     "Problem",
     "Provider",
     "ProviderError",
@@ -81,6 +94,8 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceRow",
+    "SqliteSource",
+    "SqliteSourceConfig",
     "SyncConfig",
     "SyncEngine",
     "SyncEngineError",

@@ -25,12 +25,12 @@ from . import __version__
 from .config import SyncConfig, load_config
 from .engine import SyncEngine
 from .errors import ConfigError, RunLockedError, SyncEngineError
-from .journal._db import redact_dsn
 from .journal.queries import read_history, read_rejects
 from .journal.store import RunRecord, RunStatus
 from .log import configure_logging
 from .progress import NullProgress, Progress, TerminalProgress
 from .report import SyncReport
+from .sources._dsn import redact_dsn
 
 __all__ = ["main"]
 
@@ -164,7 +164,7 @@ def _load(args: argparse.Namespace) -> SyncConfig | None:
     configure_logging(
         log_format=args.log_format,
         verbose=args.verbose,
-        secrets=[config.provider.api_key.reveal()],
+        secrets=config.secrets(),
     )
     return config
 
@@ -267,11 +267,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     print(f"{config.label}: ok")
-    print(f"  source: {type(config.source).__name__} {config.source.path}")
+    print(f"  source: {config.source.describe()}")
     provider = config.provider
     print(f"  provider: {provider.kind} at {provider.base_url}, list {provider.list_id}")
     print(f"  key: {config.sync.key}; mode: {config.sync.mode}")
-    print("  mapping: " + ", ".join(f"{f} <- {c}" for f, c in config.mapping.items()))
+    print("  mapping: " + ", ".join(f"{f} <- {config.rule(f).describe()}" for f in config.mapping))
     journal = config.journal
     if not journal.enabled:
         print("  journal: off (no resume, no run lock, no history)")
@@ -279,8 +279,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"  journal: PostgreSQL {redact_dsn(journal.dsn.reveal())}, schema {journal.schema}")
     else:
         print(f"  journal: {journal.path}")
-    if not config.source.path.exists():
-        print(f"  warning: {config.source.path} does not exist yet")
+    path = getattr(config.source, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        print(f"  warning: {path} does not exist yet")
     if not args.online:
         return EXIT_OK
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +19,22 @@ from typing import Any, Literal, TypeVar, get_args
 
 from .errors import ConfigError
 from .secret import Secret
+from .sources._dsn import dsn_secrets, redact_dsn
+from .sources._types import DEFAULT_DATE_FORMAT, DEFAULT_DATETIME_FORMAT
+from .transforms import FieldRule, NullPolicy, check_date_format, parse_transforms
 
 __all__ = [
     "CsvSourceConfig",
+    "DuplicateRule",
     "JournalConfig",
     "JsonlSourceConfig",
     "KeyKind",
     "Mode",
+    "NullPolicy",
+    "PostgresSourceConfig",
     "RemovalKind",
     "SourceConfig",
+    "SqliteSourceConfig",
     "SyncConfig",
     "SyncSettings",
     "UniSenderConfig",
@@ -38,6 +46,8 @@ Mode = Literal["upsert", "mirror", "insert-only", "update-only"]
 KeyKind = Literal["email", "phone", "email_or_phone"]
 RemovalKind = Literal["exclude", "delete"]
 ProviderKind = Literal["unisender", "selzy"]
+SourceKind = Literal["csv", "jsonl", "postgresql", "postgres", "sqlite"]
+DuplicateRule = Literal["first", "last", "newest"]
 
 DEFAULT_BASE_URLS: Mapping[str, str] = {
     "unisender": "https://api.unisender.com",
@@ -46,23 +56,87 @@ DEFAULT_BASE_URLS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class CsvSourceConfig:
+class SourceSettings:
+    """What every source shares: how its rows become field values, and duplicate keys.
+
+    ``null``: a NULL without a default is cleared (sent empty) or kept (left out of the
+    comparison and the upload, so the provider's value stays). ``duplicates``: which of
+    two rows with one key wins: the first, the last, or the newest by ``newest_by``.
+    Dates and timestamps are written with the two formats (timestamps in UTC); naive
+    timestamps are read in ``timezone``.
+    """
+
+    name: str | None = None  # how reports name the source; None: a default per type
+    null: NullPolicy = "clear"
+    duplicates: DuplicateRule = "first"
+    newest_by: str | None = None
+    date_format: str = DEFAULT_DATE_FORMAT
+    datetime_format: str = DEFAULT_DATETIME_FORMAT
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsvSourceConfig(SourceSettings):
     """A CSV file with a header row."""
 
     path: Path
     delimiter: str | None = ","  # None: sniff from the header line
     encoding: str = "utf-8-sig"  # utf-8 with or without BOM
 
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.path}"
+
 
 @dataclass(frozen=True, kw_only=True)
-class JsonlSourceConfig:
+class JsonlSourceConfig(SourceSettings):
     """A JSON Lines file: one object per line."""
 
     path: Path
     encoding: str = "utf-8"
 
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.path}"
 
-SourceConfig = CsvSourceConfig | JsonlSourceConfig
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresSourceConfig(SourceSettings):
+    """A PostgreSQL query or table, read through a server-side cursor.
+
+    ``dsn`` is a secret: it usually carries the password. Timeouts are in seconds;
+    ``statement_timeout`` bounds each statement (the query and every fetch), 0 for none.
+    """
+
+    dsn: Secret
+    query: str | None = None
+    table: str | None = None
+    columns: tuple[str, ...] | None = None  # table mode: the columns to read
+    chunk_size: int = 5000
+    connect_timeout: float = 10.0
+    statement_timeout: float = 300.0
+
+    def describe(self) -> str:
+        what = f"table {self.table}" if self.table else "query"
+        return f"{type(self).__name__} {redact_dsn(self.dsn.reveal())} {what}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqliteSourceConfig(SourceSettings):
+    """A query or table of an SQLite database file, opened read-only."""
+
+    path: Path
+    query: str | None = None
+    table: str | None = None
+    columns: tuple[str, ...] | None = None
+    chunk_size: int = 5000
+    timeout: float = 5.0  # waiting for a writer's lock
+    statement_timeout: float = 300.0  # per fetch of one chunk; 0 for none
+
+    def describe(self) -> str:
+        what = f"table {self.table}" if self.table else "query"
+        return f"{type(self).__name__} {self.path} {what}"
+
+
+SourceConfig = CsvSourceConfig | JsonlSourceConfig | PostgresSourceConfig | SqliteSourceConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,19 +201,39 @@ class JournalConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SyncConfig:
-    """Everything one sync needs. ``mapping`` is provider field -> local column."""
+    """Everything one sync needs. ``mapping`` is provider field -> local column.
+
+    ``field_rules`` holds the table-form entries of ``[mapping]`` (transforms, NULL
+    policy, date format); a field without one takes its column as it is.
+    """
 
     source: SourceConfig
     provider: UniSenderConfig
     sync: SyncSettings = field(default_factory=SyncSettings)
     mapping: Mapping[str, str]
     journal: JournalConfig = field(default_factory=JournalConfig)
+    field_rules: Mapping[str, FieldRule] = field(default_factory=dict)
     path: Path | None = None  # the file it was loaded from, for messages
     work_dir: Path | None = None  # where exports and plan spools go; None: system temp
 
     @property
     def label(self) -> str:
         return str(self.path) if self.path else "<config>"
+
+    def rule(self, provider_field: str) -> FieldRule:
+        """The rule of a mapped field (a plain one for the simple form)."""
+        return self.field_rules.get(provider_field) or FieldRule(
+            column=self.mapping[provider_field]
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        values = [self.provider.api_key.reveal()]
+        if isinstance(self.source, PostgresSourceConfig):
+            values.extend(dsn_secrets(self.source.dsn.reveal()))
+        if self.journal.dsn is not None:
+            values.extend(dsn_secrets(self.journal.dsn.reveal()))
+        return values
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -179,7 +273,7 @@ def parse_config(
     source = _parse_source(root.table("source", required=True), base_dir)
     provider = _parse_provider(root.table("provider", required=True))
     sync = _parse_sync(root.table("sync"))
-    mapping = _parse_mapping(root.table("mapping", required=True))
+    mapping, rules = _parse_mapping(root.table("mapping", required=True))
     journal = _parse_journal(root.table("journal"), base_dir)
     work_dir_text = root.get("work_dir", str, None)
     root.finish()
@@ -188,11 +282,14 @@ def parse_config(
         provider=provider,
         sync=sync,
         mapping=mapping,
+        field_rules=rules,
         journal=journal,
         path=path,
         work_dir=_resolve(base_dir, work_dir_text) if work_dir_text else None,
     )
     _check_consistency(config, label)
+    _check_rules(config, label)
+    _check_source_columns(config, label)
     return config
 
 
@@ -264,6 +361,11 @@ class _Table:
             raise ConfigError(f"{self.where(key)} is empty")
         return Secret(value.strip())
 
+    def nested(self, key: str) -> _Table:
+        """A table inside this one, named ``[this.key]`` in messages."""
+        self._used.add(key)
+        return _Table(self._data[key], self._label, f"{self._name}.{key}", self._env)
+
     def items(self) -> list[tuple[str, Any]]:
         self._used.update(self._data)
         return [
@@ -296,25 +398,131 @@ def _resolve(base_dir: Path, text: str) -> Path:
 
 
 def _parse_source(table: _Table, base_dir: Path) -> SourceConfig:
-    kind = table.choice("type", Literal["csv", "jsonl"], "csv")
-    path_text = table.get("path", str, "")
-    if not path_text:
-        raise ConfigError(f"{table.where('path')} is required")
-    path = _resolve(base_dir, path_text)
+    kind = table.choice("type", SourceKind, "csv")
+    common = _source_settings(table)
     source: SourceConfig
     if kind == "csv":
         delimiter = table.get("delimiter", str, ",")
         if delimiter not in (",", ";", "\t", "|", "auto"):
             raise ConfigError(f"{table.where('delimiter')} must be one of , ; | \\t or auto")
         source = CsvSourceConfig(
-            path=path,
+            **common,
+            path=_required_path(table, base_dir),
             delimiter=None if delimiter == "auto" else delimiter,
             encoding=_encoding(table, "utf-8-sig"),
         )
+    elif kind == "jsonl":
+        source = JsonlSourceConfig(
+            **common, path=_required_path(table, base_dir), encoding=_encoding(table, "utf-8")
+        )
+    elif kind == "sqlite":
+        source = SqliteSourceConfig(
+            **common,
+            path=_required_path(table, base_dir),
+            **_query_or_table(table),
+            chunk_size=_positive(table, "chunk_size", int, 5000, maximum=1_000_000),
+            timeout=_positive(table, "timeout", float, 5.0),
+            statement_timeout=_not_negative(table, "statement_timeout", 300.0),
+        )
     else:
-        source = JsonlSourceConfig(path=path, encoding=_encoding(table, "utf-8"))
+        source = PostgresSourceConfig(
+            **common,
+            dsn=_dsn(table),
+            **_query_or_table(table),
+            chunk_size=_positive(table, "chunk_size", int, 5000, maximum=1_000_000),
+            connect_timeout=_positive(table, "connect_timeout", float, 10.0),
+            statement_timeout=_not_negative(table, "statement_timeout", 300.0),
+        )
     table.finish()
     return source
+
+
+def _source_settings(table: _Table) -> dict[str, Any]:
+    """The keys every source type shares (see ``SourceSettings``)."""
+    duplicates = table.choice("duplicates", DuplicateRule, "first")
+    newest_by = table.optional("newest_by", str)
+    if duplicates == "newest" and not newest_by:
+        raise ConfigError(
+            f'{table.where("duplicates")} = "newest" needs newest_by = "<column>": the column'
+            " whose greatest value wins"
+        )
+    if newest_by is not None and duplicates != "newest":
+        raise ConfigError(f'{table.where("newest_by")} is used only with duplicates = "newest"')
+    timezone = table.get("timezone", str, "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{table.where('timezone')}: unknown time zone {timezone!r} (e.g. UTC, Europe/Berlin)"
+        ) from None
+    return {
+        "name": table.optional("name", str),
+        "null": table.choice("null", NullPolicy, "clear"),
+        "duplicates": duplicates,
+        "newest_by": newest_by,
+        "date_format": _date_format(table, "date_format", DEFAULT_DATE_FORMAT),
+        "datetime_format": _date_format(table, "datetime_format", DEFAULT_DATETIME_FORMAT),
+        "timezone": timezone,
+    }
+
+
+def _required_path(table: _Table, base_dir: Path) -> Path:
+    path_text = table.get("path", str, "")
+    if not path_text:
+        raise ConfigError(f"{table.where('path')} is required")
+    return _resolve(base_dir, path_text)
+
+
+def _dsn(table: _Table) -> Secret:
+    dsn = table.secret("dsn")
+    if not re.match(r"^postgres(ql)?://", dsn.reveal()):
+        raise ConfigError(
+            f"{table.where('dsn')} must be a postgresql:// URL"
+            f" (postgresql://user:password@host:5432/database); got {redact_dsn(dsn.reveal())!r}"
+        )
+    return dsn
+
+
+def _query_or_table(table: _Table) -> dict[str, Any]:
+    """Exactly one of ``query`` and ``table``; ``columns`` only with a table."""
+    query = table.optional("query", str)
+    name = table.optional("table", str)
+    columns = table.optional("columns", list)
+    if (query is None) == (name is None):
+        raise ConfigError(
+            f'{table.where("query")}: give either query = "SELECT ..." or table = "name"'
+        )
+    if query is not None and not query.strip():
+        raise ConfigError(f"{table.where('query')} is empty")
+    if name is not None and (not name.strip() or any(not p.strip() for p in name.split("."))):
+        raise ConfigError(f"{table.where('table')} must be a table name, or schema.table")
+    if columns is not None:
+        if name is None:
+            raise ConfigError(
+                f"{table.where('columns')} goes with table = ...; a query names its own columns"
+            )
+        if not columns or not all(isinstance(c, str) and c for c in columns):
+            raise ConfigError(f"{table.where('columns')} must be a list of column names")
+    return {
+        "query": query.strip() if query is not None else None,
+        "table": name,
+        "columns": tuple(columns) if columns is not None else None,
+    }
+
+
+def _date_format(table: _Table, key: str, default: str) -> str:
+    text = table.get(key, str, default)
+    try:
+        return check_date_format(text)
+    except ValueError as error:
+        raise ConfigError(f"{table.where(key)}: {error}") from None
+
+
+def _not_negative(table: _Table, key: str, default: float) -> float:
+    value = table.get(key, float, default)
+    if value < 0:
+        raise ConfigError(f"{table.where(key)} must be 0 (no limit) or more; got {value}")
+    return value
 
 
 def _encoding(table: _Table, default: str) -> str:
@@ -424,20 +632,97 @@ def _parse_journal(table: _Table, base_dir: Path) -> JournalConfig:
     return journal
 
 
-def _parse_mapping(table: _Table) -> dict[str, str]:
+def _parse_mapping(table: _Table) -> tuple[dict[str, str], dict[str, FieldRule]]:
+    """``field = "column"``, or a table (inline or ``[mapping.Field]``) with transforms."""
     mapping: dict[str, str] = {}
-    for provider_field, column in table.items():
-        if not isinstance(column, str) or not column:
-            raise ConfigError(f"{table.where(provider_field)} must name a local column")
+    rules: dict[str, FieldRule] = {}
+    for provider_field, value in table.items():
         if not _USER_FIELD.match(provider_field):
             raise ConfigError(
                 f"{table.where(provider_field)}: provider field names use Latin letters, digits,"
                 " '_' and '-', starting with a letter"
             )
-        mapping[provider_field] = column
+        if isinstance(value, Mapping):
+            rule = _parse_rule(table.nested(provider_field))
+            rules[provider_field] = rule
+            mapping[provider_field] = rule.column
+        elif isinstance(value, str) and value:
+            mapping[provider_field] = value
+        else:
+            raise ConfigError(
+                f"{table.where(provider_field)} must name a local column, or be a table"
+                ' such as { column = "name", transforms = ["trim"] }'
+            )
     if not mapping:
         raise ConfigError(f"{table.where('')}: map at least the key field (email or phone)")
-    return mapping
+    return mapping, rules
+
+
+def _parse_rule(table: _Table) -> FieldRule:
+    column = table.get("column", str, "")
+    if not column:
+        raise ConfigError(f"{table.where('column')} is required: the local column to read")
+    try:
+        transforms = parse_transforms(table.get("transforms", list, []))
+    except ValueError as error:
+        raise ConfigError(f"{table.where('transforms')}: {error}") from None
+    split = table.optional("split", str)
+    if split == "":
+        raise ConfigError(f'{table.where("split")} must be a delimiter such as "," or "|"')
+    null = table.optional("null", str)
+    if null is not None and null not in get_args(NullPolicy):
+        raise ConfigError(f"{table.where('null')} must be one of clear, keep; got {null!r}")
+    date_format = table.optional("date_format", str)
+    rule = FieldRule(
+        column=column,
+        transforms=transforms,
+        default=table.optional("default", str),
+        split=split,
+        date_format=(
+            _date_format(table, "date_format", date_format) if date_format is not None else None
+        ),
+        null=null,  # type: ignore[arg-type]  # checked against NullPolicy above
+    )
+    table.finish()
+    return rule
+
+
+def _check_rules(config: SyncConfig, label: str) -> None:
+    """Options that make sense only for some kinds of field."""
+    from .providers.unisender import UNISENDER_SCHEMA
+    from .schema import FieldKind
+
+    sets = (FieldKind.TAGS, FieldKind.IDS)
+    for name, rule in config.field_rules.items():
+        kind = UNISENDER_SCHEMA.kind(name)
+        where = f"{label}: [mapping.{name}]"
+        if rule.split is not None and kind not in sets:
+            raise ConfigError(
+                f"{where} split: splitting makes a list, which only tags and list-id fields take"
+            )
+        if rule.date_format is not None and kind is not FieldKind.TEXT:
+            raise ConfigError(f"{where} date_format: {name} is not a text field")
+        if rule.null == "keep" and kind is FieldKind.IDS:
+            raise ConfigError(
+                f'{where} null = "keep" does not apply to list ids: a NULL means no lists from'
+                " this row, and the synced list is added all the same"
+            )
+
+
+def _check_source_columns(config: SyncConfig, label: str) -> None:
+    """A table source with explicit ``columns`` must read every column the sync needs."""
+    source = config.source
+    if not isinstance(source, PostgresSourceConfig | SqliteSourceConfig) or not source.columns:
+        return
+    needed = dict.fromkeys(config.mapping.values())
+    if source.newest_by:
+        needed[source.newest_by] = None
+    missing = [c for c in needed if c not in source.columns]
+    if missing:
+        raise ConfigError(
+            f"{label}: [source] columns does not include {missing[0]!r}, which"
+            f" {'[mapping] reads' if missing[0] in config.mapping.values() else 'newest_by names'}"
+        )
 
 
 def _check_consistency(config: SyncConfig, label: str) -> None:

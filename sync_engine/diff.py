@@ -42,6 +42,7 @@ class _RemoteEntry(NamedTuple):
     digest: int
     sets: tuple[frozenset[str], ...]
     locked: str | None
+    optional: tuple[int, ...] = ()  # one digest per optional field
 
 
 class Differ:
@@ -50,12 +51,22 @@ class Differ:
     ``additive`` fields are sets the provider only adds to (tags, list ids without
     overwrite): the local set needs sending only when it holds something the remote
     set lacks. Every other field is compared exactly, through a digest.
+
+    ``optional`` fields may be missing from a local contact (a NULL the source keeps:
+    leave the provider's value alone). Each gets its own digest, compared only when the
+    local contact has the field, so a missing one never counts as a change.
     """
 
     def __init__(
-        self, *, fields: Sequence[str], additive: frozenset[str], full: bool = False
+        self,
+        *,
+        fields: Sequence[str],
+        additive: frozenset[str],
+        full: bool = False,
+        optional: frozenset[str] = frozenset(),
     ) -> None:
-        self.exact_fields = tuple(f for f in fields if f not in additive)
+        self.exact_fields = tuple(f for f in fields if f not in additive and f not in optional)
+        self.optional_fields = tuple(f for f in fields if f in optional and f not in additive)
         self.additive_fields = tuple(f for f in fields if f in additive)
         self.full = full
         self._remote: dict[str, _RemoteEntry] = {}
@@ -71,6 +82,7 @@ class Differ:
             self._digest(contact.fields),
             self._sets(contact.fields),
             contact.locked,
+            tuple(_field_digest(contact.fields.get(n, "")) for n in self.optional_fields),
         )
         return True
 
@@ -104,6 +116,10 @@ class Differ:
         for local_set, remote_set in zip(self._sets(contact.fields), entry.sets, strict=True):
             if not local_set <= remote_set:
                 return Decision(Verdict.UPDATE)
+        for name, remote_digest in zip(self.optional_fields, entry.optional, strict=True):
+            value = contact.fields.get(name)
+            if value is not None and _field_digest(value) != remote_digest:
+                return Decision(Verdict.UPDATE)
         return Decision(Verdict.UNCHANGED)
 
     def unseen(self) -> Iterator[tuple[str, str | None]]:
@@ -124,6 +140,10 @@ class Differ:
             value = fields.get(name, frozenset())
             result.append(value if isinstance(value, frozenset) else frozenset())
         return tuple(result)
+
+
+def _field_digest(value: FieldValue) -> int:
+    return xxhash.xxh3_64_intdigest(orjson.dumps(_comparable(value)))
 
 
 def _comparable(value: FieldValue) -> str | list[str]:

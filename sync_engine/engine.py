@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import aclosing, closing, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,20 +23,27 @@ import anyio
 import structlog
 
 from .clock import Clock
-from .config import CsvSourceConfig, SyncConfig
+from .config import (
+    CsvSourceConfig,
+    JsonlSourceConfig,
+    PostgresSourceConfig,
+    SqliteSourceConfig,
+    SyncConfig,
+)
 from .contact import Contact, ContactBuilder, RemoteContact
 from .diff import Differ, Verdict
+from .duplicates import Duplicate
 from .errors import (
     FatalProviderError,
     JournalError,
     RunLockedError,
     RunRefusedError,
-    SourceError,
     SyncEngineError,
 )
 from .executor import Executor
 from .journal import open_journal, target_of
 from .journal.session import RejectFilter, ResumablePlan, RunSession
+from .local import LocalContacts, needed_columns
 from .normalise import Normaliser
 from .plan import (
     Change,
@@ -50,10 +57,17 @@ from .plan import (
 from .progress import NullProgress, Progress
 from .providers.base import RemoteSnapshot
 from .providers.unisender import UniSenderProvider
-from .records import RowProblem
+from .records import RowOrigin, RowProblem
 from .report import Outcome, Problem, ProblemSink, SyncReport
 from .schema import FieldKind
-from .sources import CsvSource, IterableSource, JsonlSource, Source
+from .sources import (
+    CsvSource,
+    IterableSource,
+    JsonlSource,
+    PostgresSource,
+    Source,
+    SqliteSource,
+)
 
 __all__ = ["SyncEngine"]
 
@@ -355,7 +369,13 @@ class SyncEngine:
         settings = self.config.sync
         with self._stage(report, "export"):
             snapshot = await provider.snapshot(builder.fields)
-        differ = Differ(fields=builder.fields, additive=self._additive(builder), full=full)
+        local = LocalContacts(self.source, self.config, builder, work_dir=self._work_dir)
+        differ = Differ(
+            fields=builder.fields,
+            additive=self._additive(builder),
+            full=full,
+            optional=local.optional_fields,
+        )
         with self._stage(report, "index"):
             await self._index_remote(snapshot, builder, differ, report)
         spool_path = session.plan_path() if session else self._work_dir / "plan.jsonl"
@@ -365,9 +385,10 @@ class SyncEngine:
         if session is not None:
             report.problems.copy_to(session.problems_path())
         try:
-            with self._stage(report, "plan"):
+            # closing(): a source that fails mid-way must not leave the spool file open.
+            with self._stage(report, "plan"), closing(spool):
                 await self._plan_local(
-                    builder,
+                    local,
                     differ,
                     spool,
                     report,
@@ -379,7 +400,6 @@ class SyncEngine:
                 removal_keys = self._plan_removals(builder, differ, spool, report, samples)
         finally:
             report.problems.copy_to(None)
-            spool.close()
         plan = Plan(summary=report.plan, spool=spool, full=full)
         guard = DeletionGuard(
             max_share=settings.max_delete_share, max_count=settings.max_delete_count
@@ -417,7 +437,7 @@ class SyncEngine:
 
     async def _plan_local(
         self,
-        builder: ContactBuilder,
+        local: LocalContacts,
         differ: Differ,
         spool: PlanSpool,
         report: SyncReport,
@@ -428,62 +448,50 @@ class SyncEngine:
     ) -> None:
         summary = report.plan
         mode = self.config.sync.mode
-        check_columns = isinstance(self.source, CsvSource)
-        async for item in self.source.read():
-            summary.local_rows += 1
-            if isinstance(item, RowProblem):
-                summary.invalid_local += 1
-                report.problems.add(_problem("local", item))
-                continue
-            if check_columns:
-                self._check_columns(item.values, item.origin.source)
-                check_columns = False
-            built = builder.local(item)
-            if isinstance(built, RowProblem):
-                summary.invalid_local += 1
-                report.problems.add(_problem("local", built))
-                if built.key is not None:
-                    differ.protect(built.key)
-                continue
-            decision = differ.judge(built)
-            verdict = decision.verdict
-            if verdict is Verdict.DUPLICATE:
-                summary.duplicates += 1
-                report.problems.add(
-                    Problem(
-                        stage="local",
-                        reason=f"duplicate key {built.key!r}: first seen at line"
-                        f" {decision.first_line}; this row is skipped",
-                        key=built.key,
-                        source=built.origin.source if built.origin else None,
-                        line=built.origin.line if built.origin else None,
-                        code="duplicate",
-                    )
-                )
-            elif verdict is Verdict.UNCHANGED:
-                summary.unchanged += 1
-            elif verdict is Verdict.KEPT:
-                summary.kept_by_consent += 1
-                if len(report.kept) < KEPT_CAP:
-                    report.kept.append((built.key, decision.locked or "locked"))
-            elif rejects is not None and self._held_back(built, rejects, report):
-                continue
-            elif verdict is Verdict.INSERT:
-                if mode == "update-only":
-                    summary.skipped_by_mode += 1
+        async with aclosing(local.read()) as items:
+            async for built in items:
+                summary.local_rows += 1
+                if isinstance(built, Duplicate):
+                    summary.duplicates += 1
+                    report.problems.add(built.problem())
                     continue
-                summary.to_insert += 1
-                spool.write(Change(ChangeKind.INSERT, built.key, built.fields, built.origin))
-                if len(sample_inserts) < samples:
-                    sample_inserts.append(built)
-            else:
-                if mode == "insert-only":
-                    summary.skipped_by_mode += 1
+                if isinstance(built, RowProblem):
+                    summary.invalid_local += 1
+                    report.problems.add(_problem("local", built))
+                    if built.key is not None:
+                        differ.protect(built.key)
                     continue
-                summary.to_update += 1
-                spool.write(Change(ChangeKind.UPDATE, built.key, built.fields, built.origin))
-                if len(sample_updates) < samples:
-                    sample_updates.append(built)
+                decision = differ.judge(built)
+                verdict = decision.verdict
+                if verdict is Verdict.DUPLICATE:
+                    assert built.origin is not None
+                    summary.duplicates += 1
+                    kept = RowOrigin(built.origin.source, decision.first_line or 0)
+                    report.problems.add(Duplicate(built.key, kept, built.origin, "first").problem())
+                elif verdict is Verdict.UNCHANGED:
+                    summary.unchanged += 1
+                elif verdict is Verdict.KEPT:
+                    summary.kept_by_consent += 1
+                    if len(report.kept) < KEPT_CAP:
+                        report.kept.append((built.key, decision.locked or "locked"))
+                elif rejects is not None and self._held_back(built, rejects, report):
+                    continue
+                elif verdict is Verdict.INSERT:
+                    if mode == "update-only":
+                        summary.skipped_by_mode += 1
+                        continue
+                    summary.to_insert += 1
+                    spool.write(Change(ChangeKind.INSERT, built.key, built.fields, built.origin))
+                    if len(sample_inserts) < samples:
+                        sample_inserts.append(built)
+                else:
+                    if mode == "insert-only":
+                        summary.skipped_by_mode += 1
+                        continue
+                    summary.to_update += 1
+                    spool.write(Change(ChangeKind.UPDATE, built.key, built.fields, built.origin))
+                    if len(sample_updates) < samples:
+                        sample_updates.append(built)
 
     def _held_back(self, contact: Contact, rejects: RejectFilter, report: SyncReport) -> bool:
         """A row the provider rejected before, unchanged since: reported, not resent."""
@@ -504,15 +512,6 @@ class SyncEngine:
             )
         )
         return True
-
-    def _check_columns(self, values: Mapping[str, object], source: str) -> None:
-        missing = [(f, c) for f, c in self.config.mapping.items() if c not in values]
-        if missing:
-            provider_field, column = missing[0]
-            raise SourceError(
-                f"{source}: column {column!r} (mapped to {provider_field}) is not in the header;"
-                f" columns are: {', '.join(map(str, values))}"
-            )
 
     def _plan_removals(
         self,
@@ -624,8 +623,35 @@ def _problem(stage: str, problem: RowProblem) -> Problem:
 def _source_from(config: SyncConfig) -> Source:
     source = config.source
     if isinstance(source, CsvSourceConfig):
-        return CsvSource(source.path, delimiter=source.delimiter, encoding=source.encoding)
-    return JsonlSource(source.path, encoding=source.encoding)
+        return CsvSource(
+            source.path, delimiter=source.delimiter, encoding=source.encoding, name=source.name
+        )
+    if isinstance(source, JsonlSourceConfig):
+        return JsonlSource(source.path, encoding=source.encoding, name=source.name)
+    if isinstance(source, SqliteSourceConfig):
+        return SqliteSource(
+            source.path,
+            query=source.query,
+            table=source.table,
+            columns=source.columns,
+            required=needed_columns(config),
+            chunk_size=source.chunk_size,
+            timeout=source.timeout,
+            statement_timeout=source.statement_timeout,
+            name=source.name,
+        )
+    assert isinstance(source, PostgresSourceConfig)
+    return PostgresSource(
+        source.dsn,
+        query=source.query,
+        table=source.table,
+        columns=source.columns,
+        required=needed_columns(config),
+        chunk_size=source.chunk_size,
+        connect_timeout=source.connect_timeout,
+        statement_timeout=source.statement_timeout,
+        name=source.name,
+    )
 
 
 def _as_source(source: Any) -> Source:

@@ -254,22 +254,37 @@ class Plan:
     full: bool = False
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Homogeneous batches of at most ``batch_size`` changes, in plan order."""
+        """Homogeneous batches of at most ``batch_size`` changes, in plan order.
+
+        Upserts are also grouped by the fields they carry: a contact whose NULL field is
+        kept lacks that field, and a provider sends one column list per batch, where an
+        empty cell would clear the value. Contacts with every field (the usual case) all
+        share one group, so batches come out exactly as before. At most one partial
+        batch per distinct field set is held.
+        """
         number = 0
-        pending: list[Change] = []
+        pending: dict[tuple[str, ...], list[Change]] = {}
         pending_kind: BatchKind | None = None
         for change in self.spool.read():
             kind = BatchKind.REMOVE if change.kind is ChangeKind.REMOVE else BatchKind.UPSERT
-            if pending and (kind is not pending_kind or len(pending) >= batch_size):
+            if kind is not pending_kind:
+                for changes in pending.values():
+                    number += 1
+                    assert pending_kind is not None
+                    yield Batch(number, pending_kind, tuple(changes))
+                pending = {}
+                pending_kind = kind
+            shape = tuple(change.fields) if kind is BatchKind.UPSERT else ()
+            group = pending.setdefault(shape, [])
+            group.append(change)
+            if len(group) >= batch_size:
                 number += 1
-                assert pending_kind is not None
-                yield Batch(number, pending_kind, tuple(pending))
-                pending = []
-            pending_kind = kind
-            pending.append(change)
-        if pending:
+                yield Batch(number, kind, tuple(group))
+                del pending[shape]
+        for changes in pending.values():
+            number += 1
             assert pending_kind is not None
-            yield Batch(number + 1, pending_kind, tuple(pending))
+            yield Batch(number, pending_kind, tuple(changes))
 
     def batch_count(self, batch_size: int) -> int:
         """How many batches :meth:`batches` will yield (for progress display)."""

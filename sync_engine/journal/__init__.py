@@ -9,8 +9,9 @@ import xxhash
 
 from sync_engine.clock import Clock
 from sync_engine.config import JournalConfig
+from sync_engine.sources._dsn import redact_dsn
 
-from ._db import PostgresDatabase, SqliteDatabase, redact_dsn
+from ._db import PostgresDatabase, SqliteDatabase
 from .identity import config_digest, target_of
 from .lock import FileRunLock, PostgresRunLock, RunLock
 from .store import BatchRecord, BatchState, Journal, RejectRecord, RunRecord, RunStatus

@@ -19,8 +19,9 @@ import anyio
 import anyio.to_thread
 
 from sync_engine.errors import JournalError
+from sync_engine.sources._dsn import redact_dsn
 
-__all__ = ["Database", "PostgresDatabase", "SqliteDatabase", "redact_dsn"]
+__all__ = ["Database", "PostgresDatabase", "SqliteDatabase"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -103,14 +104,6 @@ class SqliteDatabase:
 
 
 _PLACEHOLDER = re.compile(r"\?")
-_DSN_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*(@)|(password=)\S+", re.IGNORECASE)
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by ``***`` (for messages and logs)."""
-    return _DSN_PASSWORD.sub(
-        lambda m: f"{m.group(1)}***{m.group(2)}" if m.group(1) else f"{m.group(3)}***", dsn
-    )
 
 
 def _numbered(sql: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_engine import ConfigError, CsvSourceConfig, load_config, parse_config
+from sync_engine import ConfigError, CsvSourceConfig, JsonlSourceConfig, load_config, parse_config
 
 MINIMAL = """
 [source]
@@ -133,5 +133,6 @@ def test_parse_config_accepts_a_mapping() -> None:
             "mapping": {"email": "email"},
         }
     )
+    assert isinstance(config.source, JsonlSourceConfig)
     assert config.source.path == Path("/data/x.jsonl")
     assert config.label == "<config>"
