@@ -163,11 +163,14 @@ async def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(
         if time.monotonic() > budget_ends:
             break
         process = await start_cli("run", "--config", str(config), "--json")
-        if round_no % 2:  # by progress: somewhere during the apply stage
-            target = provider.emulator.calls["importContacts"] + rng.randint(1, batches_total // 3)
+        if round_no % 3:  # by progress: within the next quarter of the batches still to send
+            _, batches = await journal_state(config)
+            answered = sum(1 for state, _ in batches if state is BatchState.ANSWERED)
+            ahead = rng.randint(1, max(1, (batches_total - answered) // 4))
+            target = provider.emulator.calls["importContacts"] + ahead
             await wait_until(partial(reached, provider, target, process))
-        else:  # by time: anywhere from start-up through planning to applying
-            await anyio.sleep(rng.uniform(0.1, 2.0))
+        else:  # by time: anywhere in start-up, planning or the first batches
+            await anyio.sleep(rng.uniform(0.1, 1.2))
         killed = process.returncode is None
         if killed:
             process.kill()
