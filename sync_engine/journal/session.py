@@ -215,7 +215,7 @@ class RunSession:
         await self.journal.planned(
             self.run_id,
             plan_no=self.plan_no,
-            digest=spool.digest,
+            digest=spool.file_digest(),
             path=str(spool.path),
             state=state,
         )
