@@ -9,6 +9,7 @@ syncing and the journal stays about storage.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -207,6 +208,8 @@ class RunSession:
 
     async def planned(self, spool: PlanSpool, report: SyncReport) -> None:
         """The plan is complete and on disk: journal its identity and the held rejects."""
+        with spool.path.open("rb") as written:  # whoever wrote it, it is durable first
+            os.fsync(written.fileno())
         state: dict[str, Any] = {
             "summary": dataclasses.asdict(report.plan),
             "kept": report.kept[:KEPT_CAP],
