@@ -132,8 +132,9 @@ class ContactBuilder:
         else:
             return
         current = values[target]
-        assert isinstance(current, frozenset)
-        values[target] = current | {self.implicit_list_id}
+        # A list column that failed to normalise holds "" and its row is rejected anyway.
+        if isinstance(current, frozenset):
+            values[target] = current | {self.implicit_list_id}
 
     def _key(self, values: Mapping[str, FieldValue]) -> str | None:
         email = values.get("email")
