@@ -128,7 +128,8 @@ def normalise_ids(raw: object) -> frozenset[str]:
         text = normalise_text(item)
         if not text:
             continue
-        if not text.isdigit():
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if not text.isdecimal() or len(text) > 100:
             raise InvalidValueError(f"list id {text!r} is not a number")
         result.add(str(int(text)))
     return frozenset(result)
