@@ -21,7 +21,15 @@ import re
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
-__all__ = ["E164Rules", "e164_rules", "is_canonical_e164"]
+__all__ = ["FORMATTED", "E164Rules", "canonical_e164", "e164_rules", "is_canonical_e164"]
+
+# "+7 916 123-45-67", "+7 (916) 123-45-67": digit groups after the plus, with spaces,
+# hyphens and parentheses between them. phonenumbers reads such a string exactly as the
+# bare "+digits" (it keeps only the digits after a leading plus; nothing here can start
+# an extension or a second number), so it is canonical when those digits are.
+FORMATTED = r"\+[0-9]+(?:[ ()\-]{1,3}[0-9]+)*"
+_FORMATTED = re.compile(FORMATTED)
+_SEPARATORS = re.compile(r"[ ()\-]")
 
 # phonenumbers' own bounds: a national significant number has 2 to 17 digits.
 _MIN_NATIONAL = 2
@@ -86,3 +94,15 @@ def is_canonical_e164(text: str) -> bool:
     """True only if phonenumbers would parse and format ``text`` back to ``text``."""
     rules = e164_rules()
     return rules.lengths.fullmatch(text) is not None and rules.prefix.match(text, 1) is None
+
+
+def canonical_e164(text: str) -> str | None:
+    """The E.164 form of ``text`` when it is one already, or the same digits formatted
+    for people (see ``FORMATTED``); None means "ask phonenumbers"."""
+    if is_canonical_e164(text):
+        return text
+    if _FORMATTED.fullmatch(text):
+        bare = _SEPARATORS.sub("", text)
+        if is_canonical_e164(bare):
+            return bare
+    return None

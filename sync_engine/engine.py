@@ -23,6 +23,7 @@ import anyio
 import structlog
 
 from .clock import Clock
+from .columnar import ColumnarPlan, PlanSettings, plan_columnar
 from .config import CsvSourceConfig, SyncConfig
 from .contact import Contact, ContactBuilder, RemoteContact
 from .diff import Differ, Verdict
@@ -68,6 +69,7 @@ class SyncEngine:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         progress: Progress | None = None,
+        columnar: bool = True,
     ) -> None:
         self.config = config
         self.source = _as_source(source) if source is not None else _source_from(config)
@@ -80,6 +82,8 @@ class SyncEngine:
         self._progress = progress or NullProgress()
         self._work_dir: Path | None = None
         self._provider: UniSenderProvider | None = None
+        # False forces the row path (for tests and benchmarks that compare the two).
+        self._columnar = columnar
 
     async def __aenter__(self) -> SyncEngine:
         base = self.config.work_dir
@@ -214,17 +218,26 @@ class SyncEngine:
                 report.warn(warning)
         with self._stage(report, "export"):
             snapshot = await provider.snapshot(builder.fields)
-        differ = Differ(fields=builder.fields, additive=self._additive(builder), full=full)
-        with self._stage(report, "index"):
-            await self._index_remote(snapshot, builder, differ, report)
-        spool = PlanSpool(self._work_dir / "plan.jsonl")
-        sample_inserts: list[Contact] = []
-        sample_updates: list[Contact] = []
-        with self._stage(report, "plan"):
-            await self._plan_local(
-                builder, differ, spool, report, sample_inserts, sample_updates, samples
-            )
-            removal_keys = self._plan_removals(builder, differ, spool, report, samples)
+        # Issue #7: a CSV file against the CSV export is planned column-wise when both
+        # files allow it (the same plan as below, proven by tests); None: plan by rows.
+        columnar = await self._plan_columnar(snapshot, builder, report, full, samples)
+        old_values: RemoteSnapshot = snapshot
+        if columnar is not None:
+            spool, removal_keys = columnar.spool, columnar.removal_keys
+            sample_inserts, sample_updates = columnar.sample_inserts, columnar.sample_updates
+            old_values = columnar.snapshot or snapshot
+        else:
+            differ = Differ(fields=builder.fields, additive=self._additive(builder), full=full)
+            with self._stage(report, "index"):
+                await self._index_remote(snapshot, builder, differ, report)
+            spool = PlanSpool(self._work_dir / "plan.jsonl")
+            sample_inserts = []
+            sample_updates = []
+            with self._stage(report, "plan"):
+                await self._plan_local(
+                    builder, differ, spool, report, sample_inserts, sample_updates, samples
+                )
+                removal_keys = self._plan_removals(builder, differ, spool, report, samples)
         spool.close()
         plan = Plan(summary=report.plan, spool=spool, full=full)
         guard = DeletionGuard(
@@ -232,7 +245,7 @@ class SyncEngine:
         )
         if dry_run:
             report.samples = await self._samples(
-                snapshot, builder, sample_inserts, sample_updates, removal_keys
+                old_values, builder, sample_inserts, sample_updates, removal_keys
             )
             try:
                 guard.check(report.plan, allow_deletes=allow_deletes)
@@ -253,6 +266,31 @@ class SyncEngine:
                 sent = report.inserted + report.updated + report.removed + report.rejected
                 report.message = f"stopped after {sent} of {report.plan.changes} changes"
                 raise
+
+    async def _plan_columnar(
+        self,
+        snapshot: RemoteSnapshot,
+        builder: ContactBuilder,
+        report: SyncReport,
+        full: bool,
+        samples: int,
+    ) -> ColumnarPlan | None:
+        """The columnar planner's plan, or None when it is off or the files need the rows."""
+        if not self._columnar:
+            return None
+        assert self._work_dir is not None
+        self._progress.stage("plan")
+        return await plan_columnar(
+            source=self.source,
+            snapshot=snapshot,
+            builder=builder,
+            additive=self._additive(builder),
+            settings=PlanSettings(
+                mode=self.config.sync.mode, full=full, samples=samples, kept_cap=KEPT_CAP
+            ),
+            spool_path=self._work_dir / "plan.jsonl",
+            report=report,
+        )
 
     async def _index_remote(
         self, snapshot: RemoteSnapshot, builder: ContactBuilder, differ: Differ, report: SyncReport

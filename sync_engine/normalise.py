@@ -15,7 +15,7 @@ from functools import lru_cache
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from ._e164 import is_canonical_e164
+from ._e164 import canonical_e164
 from .schema import FieldKind
 
 __all__ = [
@@ -74,8 +74,9 @@ def normalise_phone(raw: str, region: str | None) -> str:
     text = raw.strip()
     if not text:
         raise InvalidValueError("phone is empty")
-    if is_canonical_e164(text):
-        return text
+    canonical = canonical_e164(text)
+    if canonical is not None:
+        return canonical
     return _parsed_phone(text, region)
 
 

@@ -78,6 +78,11 @@ UNISENDER_SCHEMA = FieldSchema(
 # provider's staff) decided, and the local system should learn of it instead.
 LOCKED_EMAIL_STATUSES = frozenset({"unsubscribed", "blocked", "activation_requested"})
 LOCKED_PHONE_STATUSES = frozenset({"unsubscribed", "blocked"})
+# What _lock_reason reads: these export columns by value, and "email" only for whether it
+# is blank. The columnar planner relies on it to decide once per distinct combination
+# (a test checks the declaration against the function).
+LOCK_COLUMNS = ("email_status", "phone_status", "email_unsubscribed_list_ids")
+LOCK_PRESENCE = ("email",)
 _WAITING_STATUSES = frozenset({"new", "processing", "queued"})
 
 
@@ -243,6 +248,8 @@ class UniSenderProvider:
             path,
             fields=export_fields,
             lock=self._lock_reason,
+            lock_columns=LOCK_COLUMNS,
+            lock_presence=LOCK_PRESENCE,
         )
 
     async def _wait_for_export(self, params: list[tuple[str, str]]) -> str:
@@ -405,10 +412,16 @@ class ExportSnapshot:
         *,
         fields: Sequence[str],
         lock: Callable[[Mapping[str, object]], str | None],
+        lock_columns: Sequence[str] | None = None,
+        lock_presence: Sequence[str] = (),
     ) -> None:
         self.path = path
         self.fields = list(fields)
-        self._lock = lock
+        self.lock = lock
+        # What ``lock`` reads (columns by value, ``lock_presence`` only for blankness);
+        # None: unknown, and the columnar planner leaves this snapshot to the row path.
+        self.lock_columns = lock_columns
+        self.lock_presence = lock_presence
 
     async def records(self) -> AsyncIterator[RemoteRecord | RowProblem]:
         lowered = [(name, name.lower()) for name in self.fields]
@@ -418,6 +431,6 @@ class ExportSnapshot:
             if isinstance(item, SourceRow):
                 raw = item.values
                 values = {name: raw.get(low) for name, low in lowered}
-                yield RemoteRecord(item.origin, values, self._lock(values))
+                yield RemoteRecord(item.origin, values, self.lock(values))
             else:
                 yield item

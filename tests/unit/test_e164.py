@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_engine._e164 import e164_rules, is_canonical_e164
+from sync_engine._e164 import canonical_e164, e164_rules, is_canonical_e164
 from sync_engine.normalise import InvalidValueError, _parsed_phone
 
 
 def slow(text: str) -> str | None:
     """phonenumbers' verdict, bypassing both the fast path and the cache."""
     try:
-        return _parsed_phone.__wrapped__(text, None)  # type: ignore[attr-defined, no-any-return]
+        return str(_parsed_phone.__wrapped__(text, None))
     except InvalidValueError:
         return None
 
@@ -76,3 +76,43 @@ def test_patterns_are_plain_enough_for_other_regex_engines() -> None:
         assert "(?=" not in source
         assert "(?!" not in source
         assert "(?<" not in source
+
+
+def _format(digits: str, rng: random.Random) -> str:
+    """The digits as a person might type them: groups split by spaces, hyphens, (...)."""
+    out, rest = "+", digits
+    first = True
+    while rest:
+        size = rng.randint(1, 4)
+        group, rest = rest[:size], rest[size:]
+        if not first:
+            out += rng.choice([" ", "-", " (", ") ", " - ", "("])[:3]
+        out += group
+        first = False
+    return out
+
+
+def test_numbers_formatted_for_people_read_like_their_digits() -> None:
+    """'+7 (916) 123-45-67' is canonicalised without phonenumbers only when phonenumbers
+    itself returns the bare digits for it."""
+    rng = random.Random(7)
+    checked = 0
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for size in range(2, 16):
+            national = "".join(rng.choices("0123456789", k=size))
+            text = _format(f"{code}{national}", rng)
+            fast = canonical_e164(text)
+            if fast is not None:
+                checked += 1
+                assert slow(text) == fast, text
+    assert checked > 500
+
+
+@given(
+    st.from_regex(r"\+[0-9]{1,3}(?:[ ()\-]{1,3}[0-9]{1,5}){0,5}", fullmatch=True),
+)
+@settings(max_examples=2000, deadline=None)
+def test_random_formatted_numbers(text: str) -> None:
+    fast = canonical_e164(text)
+    if fast is not None:
+        assert slow(text) == fast

@@ -1,0 +1,418 @@
+"""The columnar plan: the same verdicts as ``Differ`` and the engine's plan stage, by column.
+
+Order of work: index the export (``_remote``), then read the local file block by block:
+normalise (``_local``), join each block to the index, decide every row's verdict and
+write its change to the spool in line order. What only the end can tell comes last:
+keys repeated across blocks (duplicates are reported, never merged), the counts, the
+problems in line order and, in mirror mode, the removals in export order. Nothing
+reaches the report before the last block has proven readable, so a file that turns out
+to need the row reader (``NotColumnar``) leaves no trace but an overwritten spool.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from sync_engine.contact import Contact, ContactBuilder
+from sync_engine.normalise import FieldValue
+from sync_engine.plan import Change, ChangeKind, PlanSpool
+from sync_engine.providers.base import RemoteSnapshot
+from sync_engine.records import RowOrigin
+from sync_engine.report import Problem, SyncReport
+
+from ._blocks import CsvLayout, NotColumnar
+from ._local import LocalColumns
+from ._normalise import SET_KINDS, ColumnNormaliser
+from ._remote import LockRule, RemoteIndex, index_remote
+from ._sets import SetRegistry
+from ._shape import Shape
+
+__all__ = ["ColumnarPlan", "PlanSettings", "Planner"]
+
+INSERT, UPDATE, UNCHANGED, KEPT = 0, 1, 2, 3
+_KINDS = {INSERT: ChangeKind.INSERT, UPDATE: ChangeKind.UPDATE}
+_EXPORT_SOURCE = "provider export"  # how the row path names export rows
+_REMOTE_TWICE = "the provider's export lists some contacts twice; the first is used"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSettings:
+    """The run's choices that shape the plan (see ``SyncSettings`` and ``SyncEngine.run``)."""
+
+    mode: str
+    full: bool
+    samples: int
+    kept_cap: int
+
+
+@dataclass(kw_only=True)
+class ColumnarPlan:
+    """A finished plan: the closed spool, the samples, and the export lines behind the
+    sampled updates (to show their old values in a dry run)."""
+
+    spool: PlanSpool
+    sample_inserts: list[Contact] = field(default_factory=list)
+    sample_updates: list[Contact] = field(default_factory=list)
+    removal_keys: list[str] = field(default_factory=list)
+    updated_lines: frozenset[int] = frozenset()
+    snapshot: RemoteSnapshot | None = None
+
+
+class Planner:
+    """Plans one local CSV file against one export file; ``run`` once."""
+
+    def __init__(
+        self,
+        *,
+        local: CsvLayout,
+        source_name: str,
+        export: CsvLayout,
+        builder: ContactBuilder,
+        additive: frozenset[str],
+        lock: LockRule,
+        settings: PlanSettings,
+        spool: PlanSpool,
+        checkpoint: Callable[[], None],
+    ) -> None:
+        self.shape = Shape(builder, additive)
+        self._builder = builder
+        self._local = local
+        self._source = source_name
+        self._export = export
+        self._lock = lock
+        self._settings = settings
+        self._spool = spool
+        self._checkpoint = checkpoint
+        self._registry = SetRegistry()
+        self._normaliser = ColumnNormaliser(builder.normaliser, self._registry)
+        self._sets = tuple(kind in SET_KINDS for kind in self.shape.kinds)
+        self._plan = ColumnarPlan(spool=spool)
+
+    def run(self, report: SyncReport) -> ColumnarPlan:
+        """Plan, then fill the report; raises NotColumnar before touching the report."""
+        started = time.perf_counter()
+        remote = index_remote(
+            self._export,
+            shape=self.shape,
+            normaliser=self._normaliser,
+            lock=self._lock,
+            checkpoint=self._checkpoint,
+        )
+        indexed = time.perf_counter()
+        valid, unknown, invalid, rows = self._local_pass(remote)
+        self._report_remote(remote, report)
+        self._resolve(valid, unknown, invalid, rows, remote, report)
+        self._removals(valid, invalid, remote, report)
+        self._spool.close()
+        report.stages["index"] = report.stages.get("index", 0.0) + indexed - started
+        report.stages["plan"] = report.stages.get("plan", 0.0) + time.perf_counter() - indexed
+        return self._plan
+
+    # -- the local pass -----------------------------------------------------------------
+    def _verdict(self) -> pl.Expr:
+        shape = self.shape
+        grows = [~pl.col(f"within{i}") for i in shape.additive]
+        return (
+            pl.when(pl.col("r").is_null())
+            .then(INSERT)
+            .when(pl.col("r_lock") != 0)
+            .then(KEPT)
+            .when(pl.lit(self._settings.full))
+            .then(UPDATE)
+            .when(pl.col("digest") != pl.col("r_digest"))
+            .then(UPDATE)
+            .when(pl.any_horizontal(grows) if grows else pl.lit(False))
+            .then(UPDATE)
+            .otherwise(UNCHANGED)
+            .cast(pl.UInt8)
+        )
+
+    def _skipped(self) -> pl.Expr:
+        verdict, mode = pl.col("verdict"), self._settings.mode
+        if mode == "update-only":
+            return verdict == INSERT
+        if mode == "insert-only":
+            return verdict == UPDATE
+        return pl.lit(False)
+
+    def _local_pass(
+        self, remote: RemoteIndex
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+        """Verdicts of every valid row (``kh, line, verdict, r, r_lock, skipped,
+        written``), the keys of rows the index lacks (``kh, line, key``: a known key is
+        the index's own), the invalid rows, and the row count."""
+        shape = self.shape
+        columns = LocalColumns(
+            self._local, builder=self._builder, shape=shape, normaliser=self._normaliser
+        )
+        lookup = remote.frame.select(
+            "kh",
+            pl.col("key").alias("r_key"),
+            pl.col("digest").alias("r_digest"),
+            *(
+                pl.col(shape.additive_name(i)).alias("r_" + shape.additive_name(i))
+                for i in shape.additive
+            ),
+            pl.col("lock").alias("r_lock"),
+            "r",
+        ).set_sorted("kh")
+        verdict, skipped = self._verdict(), self._skipped()
+        valid: list[pl.DataFrame] = []
+        unknown: list[pl.DataFrame] = []
+        invalid: list[pl.DataFrame] = []
+        rows = 0
+        for block in self._local.blocks():
+            self._checkpoint()
+            frame = columns.frame(block)
+            rows += frame.height
+            bad = pl.col("reason").is_not_null()
+            invalid.append(frame.filter(bad).select("line", "field", "reason", "key"))
+            good = frame.filter(~bad).with_columns(digest=shape.digest(), kh=pl.col("key").hash())
+            # Join only the narrow (line, kh) pairs, then lay the matches beside the rows.
+            matches = (
+                good.select("line", "kh")
+                .sort("kh", maintain_order=True)
+                .join(lookup, on="kh", how="left")
+                .sort("line")
+                .drop("line", "kh")
+            )
+            judged = good.hstack(matches)
+            judged = judged.with_columns(
+                self._registry.within(
+                    judged.get_column(shape.value(i)),
+                    judged.get_column("r_" + shape.additive_name(i)),
+                ).alias(f"within{i}")
+                for i in shape.additive
+            )
+            if (judged.get_column("r_key") != judged.get_column("key")).any():
+                raise NotColumnar("two different keys share a 64-bit hash")
+            judged = (
+                judged.with_columns(verdict=verdict, first=pl.col("kh").is_first_distinct())
+                .with_columns(skipped=skipped)
+                .with_columns(
+                    written=pl.col("first")
+                    & pl.col("verdict").is_in([INSERT, UPDATE])
+                    & ~pl.col("skipped")
+                )
+            )
+            self._write(judged.filter("written"))
+            valid.append(
+                judged.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written")
+            )
+            unknown.append(judged.filter(pl.col("r").is_null()).select("kh", "line", "key"))
+        return (
+            _concat(valid, _VALID),
+            _concat(unknown, _UNKNOWN),
+            _concat(invalid, _INVALID),
+            rows,
+        )
+
+    def _write(self, changes: pl.DataFrame) -> None:
+        shape = self.shape
+        values = [
+            self._registry.items(changes.get_column(shape.value(i)))
+            if is_set
+            else changes.get_column(shape.value(i))
+            for i, is_set in enumerate(self._sets)
+        ]
+        rows = changes.select("key", "line", "verdict").hstack(values)
+        for key, line, verdict, *cells in rows.iter_rows():
+            self._emit(
+                Change(_KINDS[verdict], key, self._fields(cells), RowOrigin(self._source, line))
+            )
+
+    def _fields(self, cells: list[Any]) -> dict[str, FieldValue]:
+        """Cells of one row as ``Contact.fields``: strings, and sets as frozensets."""
+        return {
+            name: frozenset(value) if is_set else str(value)
+            for name, value, is_set in zip(self.shape.fields, cells, self._sets, strict=True)
+        }
+
+    def _emit(self, change: Change) -> None:
+        self._spool.write(change)
+        samples = self._settings.samples
+        target = (
+            self._plan.sample_inserts
+            if change.kind is ChangeKind.INSERT
+            else self._plan.sample_updates
+        )
+        if len(target) < samples:
+            target.append(Contact(key=change.key, fields=change.fields, origin=change.origin))
+
+    # -- what only the end can tell -----------------------------------------------------
+    def _report_remote(self, remote: RemoteIndex, report: SyncReport) -> None:
+        summary = report.plan
+        summary.remote_invalid += remote.keyless.len()
+        for line in remote.keyless.to_list():
+            report.problems.add(
+                Problem(
+                    stage="remote",
+                    reason=f"provider row has no {self._builder.key_label}",
+                    source=_EXPORT_SOURCE,
+                    line=line,
+                )
+            )
+        if remote.duplicated:
+            report.warn(_REMOTE_TWICE)
+        summary.remote_total += remote.frame.height
+
+    def _resolve(
+        self,
+        valid: pl.DataFrame,
+        unknown: pl.DataFrame,
+        invalid: pl.DataFrame,
+        rows: int,
+        remote: RemoteIndex,
+        report: SyncReport,
+    ) -> None:
+        valid = valid.with_columns(first=pl.col("kh").is_first_distinct())
+        firsts = valid.filter("first")
+        repeats = valid.filter(~pl.col("first")).join(
+            firsts.select("kh", first_line="line"), on="kh", how="left", maintain_order="left"
+        )
+        repeats = self._with_keys(repeats, unknown, remote)
+        late = repeats.filter("written")
+        if not late.is_empty():
+            # Written before the block that saw the key first had been read: rare (a key
+            # repeated across blocks and changed), so rewriting the spool is fine.
+            self._drop_from_spool(frozenset(late.get_column("line").to_list()))
+        summary = report.plan
+        verdict, skipped = pl.col("verdict"), pl.col("skipped")
+        counts = firsts.select(
+            unchanged=(verdict == UNCHANGED).sum(),
+            kept=(verdict == KEPT).sum(),
+            inserts=((verdict == INSERT) & ~skipped).sum(),
+            updates=((verdict == UPDATE) & ~skipped).sum(),
+            skipped=skipped.sum(),
+        ).row(0, named=True)
+        summary.local_rows += rows
+        summary.invalid_local += invalid.height
+        summary.duplicates += repeats.height
+        summary.unchanged += counts["unchanged"]
+        summary.kept_by_consent += counts["kept"]
+        summary.to_insert += counts["inserts"]
+        summary.to_update += counts["updates"]
+        summary.skipped_by_mode += counts["skipped"]
+        kept = firsts.filter(verdict == KEPT).head(
+            max(0, self._settings.kept_cap - len(report.kept))
+        )
+        kept = kept.join(remote.frame.select("kh", "key"), on="kh", maintain_order="left")
+        for key, code in kept.select("key", "r_lock").iter_rows():
+            report.kept.append((key, remote.reasons[code] or "locked"))
+        for problem in heapq.merge(
+            self._invalid_problems(invalid), self._duplicate_problems(repeats), key=_line
+        ):
+            report.problems.add(problem)
+        if self._plan.sample_updates:
+            keys = [contact.key for contact in self._plan.sample_updates]
+            every = pl.concat([remote.frame.select("key", "line"), remote.repeats.drop("kh")])
+            lines = every.filter(pl.col("key").is_in(keys)).get_column("line")
+            self._plan.updated_lines = frozenset(lines.to_list())
+
+    @staticmethod
+    def _with_keys(
+        repeats: pl.DataFrame, unknown: pl.DataFrame, remote: RemoteIndex
+    ) -> pl.DataFrame:
+        """Repeated rows with their key: the index's for a known key (the join already
+        checked it), else the row's own, checked against the first row's."""
+        if repeats.is_empty():
+            return repeats.with_columns(key=pl.lit(None, dtype=pl.String))
+        known = repeats.filter(pl.col("r").is_not_null()).join(
+            remote.frame.select("kh", "key"), on="kh", how="left"
+        )
+        fresh = (
+            repeats.filter(pl.col("r").is_null())
+            .join(unknown.select("line", "key"), on="line", how="left")
+            .join(unknown.select(first_line="line", first_key="key"), on="first_line", how="left")
+        )
+        if (fresh.get_column("key") != fresh.get_column("first_key")).any():
+            raise NotColumnar("two different keys share a 64-bit hash")
+        return pl.concat([known, fresh.drop("first_key")], how="diagonal").sort("line")
+
+    def _invalid_problems(self, invalid: pl.DataFrame) -> Iterator[Problem]:
+        for line, column, reason, key in invalid.iter_rows():
+            yield Problem(
+                stage="local", reason=reason, key=key, source=self._source, line=line, field=column
+            )
+
+    def _duplicate_problems(self, repeats: pl.DataFrame) -> Iterator[Problem]:
+        for key, line, first_line in repeats.select("key", "line", "first_line").iter_rows():
+            yield Problem(
+                stage="local",
+                reason=f"duplicate key {key!r}: first seen at line {first_line};"
+                " this row is skipped",
+                key=key,
+                source=self._source,
+                line=line,
+                code="duplicate",
+            )
+
+    def _drop_from_spool(self, lines: frozenset[int]) -> None:
+        spool = self._spool
+        spool.close()
+        final = spool.path
+        moved = final.with_name(final.name + ".repeats")
+        final.replace(moved)
+        spool.path = moved  # read the old changes from where they now are
+        fresh = PlanSpool(final)
+        self._spool = self._plan.spool = fresh
+        self._plan.sample_inserts.clear()
+        self._plan.sample_updates.clear()
+        for change in spool.read():
+            if change.origin is None or change.origin.line not in lines:
+                self._emit(change)
+        moved.unlink()
+
+    def _removals(
+        self, valid: pl.DataFrame, invalid: pl.DataFrame, remote: RemoteIndex, report: SyncReport
+    ) -> None:
+        """Mirror mode: export rows no local row names (valid or not), in export order."""
+        if self._settings.mode != "mirror":
+            return
+        # Few invalid rows name a key; their keys protect remote contacts too.
+        protected = invalid.filter(pl.col("key").is_not_null()).join(
+            remote.frame.select("key", "r"), on="key"
+        )
+        seen = pl.concat([valid.get_column("r").drop_nulls(), protected.get_column("r")])
+        unseen = remote.frame.filter(~pl.col("r").is_in(seen.implode())).sort("r")
+        summary = report.plan
+        shown = self._plan.removal_keys
+        for key, code in unseen.select("key", "lock").iter_rows():
+            if code != 0:
+                summary.kept_from_removal += 1
+                continue
+            summary.to_remove += 1
+            self._spool.write(Change(ChangeKind.REMOVE, key, self._builder.identity(key)))
+            if len(shown) < self._settings.samples:
+                shown.append(key)
+
+
+def _line(problem: Problem) -> int:
+    return problem.line or 0
+
+
+_UNKNOWN = pl.Schema({"kh": pl.UInt64, "line": pl.UInt32, "key": pl.String})
+_VALID = pl.Schema(
+    {
+        "kh": pl.UInt64,
+        "line": pl.UInt32,
+        "verdict": pl.UInt8,
+        "r": pl.UInt32,
+        "r_lock": pl.UInt16,
+        "skipped": pl.Boolean,
+        "written": pl.Boolean,
+    }
+)
+_INVALID = pl.Schema({"line": pl.UInt32, "field": pl.String, "reason": pl.String, "key": pl.String})
+
+
+def _concat(parts: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
