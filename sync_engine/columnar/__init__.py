@@ -108,6 +108,7 @@ def _plan_files(
     except NotColumnar as why:
         log.info("planning row by row", reason=str(why))
         return None
+    log.info("planned column-wise", local=str(source.path), export=str(snapshot.path))
     if plan.updated_lines:
         plan.snapshot = ExportRows(
             export, plan.updated_lines, fields=snapshot.fields, lock=snapshot.lock

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,7 +27,7 @@ from sync_engine.tabular import _header_problem, _text_problem, sniff_delimiter
 
 __all__ = ["BLOCK_BYTES", "Block", "CsvLayout", "NotColumnar", "export_layout", "local_layout"]
 
-BLOCK_BYTES = 16 * 1024 * 1024
+BLOCK_BYTES = 8 * 1024 * 1024
 """Bytes of CSV per block: big enough to amortise per-block costs, small against RSS."""
 
 _UTF8_NAMES = frozenset({"utf-8", "utf-8-sig"})
@@ -70,22 +71,33 @@ class CsvLayout:
             return None
 
     def blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
-        """The records, block by block; raises NotColumnar at the first doubtful block."""
-        width = len(self.names)
-        schema = {f"c{i}": pl.String for i in range(width)}
+        """The records, block by block; raises NotColumnar at the first doubtful block.
+
+        The next block is read and parsed in a helper thread while the caller works on
+        this one (polars releases the GIL), so parsing overlaps with normalising.
+        """
         line = self.first_line
-        with self.path.open("rb") as stream:
+        with self.path.open("rb") as stream, ThreadPoolExecutor(1) as helper:
             stream.seek(self.data_offset)
+            ahead = helper.submit(self._next, stream, block_bytes)
             while True:
-                chunk = stream.read(block_bytes)
-                if not chunk:
+                frame = ahead.result()
+                if frame is None:
                     return
-                if not chunk.endswith(b"\n"):
-                    chunk += stream.readline()
-                frame = _parse(chunk, schema, self.delimiter)
-                _check(chunk, frame, self.delimiter)
+                ahead = helper.submit(self._next, stream, block_bytes)
                 yield Block(frame, line)
                 line += frame.height
+
+    def _next(self, stream: IO[bytes], block_bytes: int) -> pl.DataFrame | None:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            return None
+        if not chunk.endswith(b"\n"):
+            chunk += stream.readline()
+        schema = {f"c{i}": pl.String for i in range(len(self.names))}
+        frame = _parse(chunk, schema, self.delimiter)
+        _check(chunk, frame, self.delimiter)
+        return frame
 
 
 def _parse(chunk: bytes, schema: dict[str, type[pl.String]], delimiter: str) -> pl.DataFrame:
