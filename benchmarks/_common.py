@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 __all__ = [
     "EmulatorProcess",
@@ -22,14 +24,21 @@ __all__ = [
     "emulator_process",
     "machine",
     "peak_rss_mb",
+    "quiet_logs",
     "run_child",
 ]
 
 API_KEY = "bench-api-key-0123456789"
 
 
+def quiet_logs() -> None:
+    """Benchmarks print figures, not the engine's info logs (warnings still show)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def machine() -> str:
     """The line every benchmark prints first: cores, and the load other work puts on them."""
+    quiet_logs()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"machine: os.cpu_count()={os.cpu_count()}, load average {load:.2f}"
 
@@ -115,23 +124,18 @@ def emulator_process(
         *(["--export-file", str(export_file)] if export_file else []),
         *(arg for name in fields for arg in ("--field", name)),
     ]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the emulator did not start: {base_url!r}")
-        yield EmulatorProcess(process, base_url)
-    finally:
-        process.terminate()
+    ) as process:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_seconds(started: float) -> float:
-    return time.perf_counter() - started
+            assert process.stdout is not None
+            base_url = process.stdout.readline().strip()
+            if not base_url.startswith("http://127.0.0.1:"):
+                raise RuntimeError(f"the emulator did not start: {base_url!r}")
+            yield EmulatorProcess(process, base_url)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -24,6 +24,8 @@ __all__ = [
     "MAPPING",
     "PlanningFiles",
     "Shares",
+    "export_file",
+    "insert_file",
     "planning_files",
     "write_planning_files",
 ]
@@ -258,3 +260,49 @@ def planning_files(count: int, *, seed: int = 7, directory: Path = DATA_DIR) -> 
     written.export.replace(export)
     tmp.rmdir()
     return PlanningFiles(local, export, count)
+
+
+def insert_file(count: int, *, seed: int = 11, directory: Path = DATA_DIR) -> Path:
+    """A local CSV of ``count`` contacts that no provider has yet: a first full sync."""
+    path = directory / f"inserts-{count}-{seed}.csv"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    rng = random.Random(seed)
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(LOCAL_COLUMNS)
+        for i in range(count):
+            contact = _contact(i, rng)
+            writer.writerow(
+                [
+                    contact.email,
+                    contact.phone,
+                    contact.name,
+                    contact.city,
+                    contact.segment,
+                    ",".join(contact.tags),
+                ]
+            )
+    tmp.replace(path)
+    return path
+
+
+def export_file(megabytes: int, *, seed: int = 7, directory: Path = DATA_DIR) -> Path:
+    """An export in the emulator's format of at least ``megabytes`` MB (for download and
+    parse throughput), generated on first use."""
+    path = directory / f"export-{megabytes}MB-{seed}.csv"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    limit = megabytes * 1_000_000
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(EXPORT_FIELDS)
+        rows = _export_rows(10**9, seed, Shares())
+        while handle.tell() < limit:
+            writer.writerows(row for row, _ in zip(rows, range(10_000), strict=False))
+    tmp.replace(path)
+    return path

@@ -84,6 +84,10 @@ LOCKED_PHONE_STATUSES = frozenset({"unsubscribed", "blocked"})
 LOCK_COLUMNS = ("email_status", "phone_status", "email_unsubscribed_list_ids")
 LOCK_PRESENCE = ("email",)
 _WAITING_STATUSES = frozenset({"new", "processing", "queued"})
+# The provider counts calls as they arrive; this much slack per window absorbs the
+# jitter between a call's start here and its arrival there (see RateLimiter). Against
+# a 1 call/s-grain window it costs 2.5% of the rate, against 1200 per minute 0.04%.
+ARRIVAL_MARGIN = 0.025
 
 
 class UniSenderProvider:
@@ -114,11 +118,16 @@ class UniSenderProvider:
         self._clock = clock or LoopClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._scrub = _http.Scrubber([config.api_key.reveal()])
+        margin = min(ARRIVAL_MARGIN, config.rate_period / 10)
         self._api_limiter = RateLimiter(
-            config.rate_limit, config.rate_period, clock=self._clock, name="api"
+            config.rate_limit, config.rate_period, margin=margin, clock=self._clock, name="api"
         )
         export_limiter = RateLimiter(
-            config.export_rate_limit, config.rate_period, clock=self._clock, name="export"
+            config.export_rate_limit,
+            config.rate_period,
+            margin=margin,
+            clock=self._clock,
+            name="export",
         )
         # Both slots are taken at one instant, so neither window is overrun while the
         # other is awaited.
