@@ -97,11 +97,12 @@ def test_the_lock_reads_only_what_it_declares(
     """LOCK_COLUMNS by value and LOCK_PRESENCE by blankness decide _lock_reason alone: the
     columnar planner calls it once per distinct combination of just those."""
     config = UniSenderConfig(base_url=BASE, api_key=Secret("k-provider-123"), list_id=list_id)
+    # _lock_reason needs no session; none is opened for a pure function.
     provider = UniSenderProvider(
         config,
-        session=None,
+        session=None,  # type: ignore[arg-type]
         work_dir=Path("."),
-        key=key,  # type: ignore[arg-type]
+        key=key,
     )
     reduced: dict[str, object] = {name: values[name] for name in LOCK_COLUMNS}
     reduced.update({name: "x" if str(values[name] or "").strip() else "" for name in LOCK_PRESENCE})
