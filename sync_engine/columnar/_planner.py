@@ -175,14 +175,7 @@ class Planner:
             invalid.append(frame.filter(bad).select("line", "field", "reason", "key"))
             good = frame.filter(~bad).with_columns(digest=shape.digest(), kh=pl.col("key").hash())
             # Join only the narrow (line, kh) pairs, then lay the matches beside the rows.
-            matches = (
-                good.select("line", "kh")
-                .sort("kh", maintain_order=True)
-                .join(lookup, on="kh", how="left")
-                .sort("line")
-                .drop("line", "kh")
-            )
-            judged = good.hstack(matches)
+            judged = good.hstack(_lookup(lookup, good.get_column("kh")))
             judged = judged.with_columns(
                 self._registry.within(
                     judged.get_column(shape.value(i)),
@@ -271,11 +264,18 @@ class Planner:
         remote: RemoteIndex,
         report: SyncReport,
     ) -> None:
-        valid = valid.with_columns(first=pl.col("kh").is_first_distinct())
-        firsts = valid.filter("first")
-        repeats = valid.filter(~pl.col("first")).join(
-            firsts.select("kh", first_line="line"), on="kh", how="left", maintain_order="left"
-        )
+        # No copy of the million verdicts: counts are filtered sums, and only the few
+        # repeated rows (and the first rows they repeat) are ever materialised.
+        first = valid.get_column("kh").is_first_distinct()
+        valid = valid.with_columns(first=first)
+        repeats = valid.filter(~pl.col("first"))
+        if not repeats.is_empty():
+            earlier = valid.filter(
+                pl.col("first") & pl.col("kh").is_in(repeats.get_column("kh").implode())
+            ).select("kh", first_line="line")
+            repeats = repeats.join(earlier, on="kh", how="left", maintain_order="left")
+        else:
+            repeats = repeats.with_columns(first_line=pl.lit(None, dtype=pl.UInt32))
         repeats = self._with_keys(repeats, unknown, remote)
         late = repeats.filter("written")
         if not late.is_empty():
@@ -283,13 +283,13 @@ class Planner:
             # repeated across blocks and changed), so rewriting the spool is fine.
             self._drop_from_spool(frozenset(late.get_column("line").to_list()))
         summary = report.plan
-        verdict, skipped = pl.col("verdict"), pl.col("skipped")
-        counts = firsts.select(
-            unchanged=(verdict == UNCHANGED).sum(),
-            kept=(verdict == KEPT).sum(),
-            inserts=((verdict == INSERT) & ~skipped).sum(),
-            updates=((verdict == UPDATE) & ~skipped).sum(),
-            skipped=skipped.sum(),
+        verdict, skipped, once = pl.col("verdict"), pl.col("skipped"), pl.col("first")
+        counts = valid.select(
+            unchanged=(once & (verdict == UNCHANGED)).sum(),
+            kept=(once & (verdict == KEPT)).sum(),
+            inserts=(once & (verdict == INSERT) & ~skipped).sum(),
+            updates=(once & (verdict == UPDATE) & ~skipped).sum(),
+            skipped=(once & skipped).sum(),
         ).row(0, named=True)
         summary.local_rows += rows
         summary.invalid_local += invalid.height
@@ -299,7 +299,7 @@ class Planner:
         summary.to_insert += counts["inserts"]
         summary.to_update += counts["updates"]
         summary.skipped_by_mode += counts["skipped"]
-        kept = firsts.filter(verdict == KEPT).head(
+        kept = valid.filter(once & (verdict == KEPT)).head(
             max(0, self._settings.kept_cap - len(report.kept))
         )
         kept = kept.join(remote.frame.select("kh", "key"), on="kh", maintain_order="left")
@@ -311,9 +311,10 @@ class Planner:
             report.problems.add(problem)
         if self._plan.sample_updates:
             keys = [contact.key for contact in self._plan.sample_updates]
-            every = pl.concat([remote.frame.select("key", "line"), remote.repeats.drop("kh")])
-            lines = every.filter(pl.col("key").is_in(keys)).get_column("line")
-            self._plan.updated_lines = frozenset(lines.to_list())
+            wanted = pl.col("key").is_in(keys)
+            lines = remote.frame.filter(wanted).get_column("line").to_list()
+            lines += remote.repeats.filter(wanted).get_column("line").to_list()
+            self._plan.updated_lines = frozenset(lines)
 
     @staticmethod
     def _with_keys(
@@ -393,6 +394,21 @@ class Planner:
                 shown.append(key)
 
 
+def _lookup(index: pl.DataFrame, hashes: pl.Series) -> pl.DataFrame:
+    """The index rows whose ``kh`` equals each hash (all null where none does).
+
+    A binary search in the sorted index costs per block row, where a join would cost
+    per index row, for every block again.
+    """
+    column = index.get_column("kh")
+    if column.is_empty():
+        return index.drop("kh").clear(hashes.len())
+    at = column.search_sorted(hashes, side="left").clip(0, column.len() - 1)
+    found = index.drop("kh")[at]
+    hit = column.gather(at) == hashes
+    return found.select(pl.when(hit).then(pl.col(c)).alias(c) for c in found.columns)
+
+
 def _line(problem: Problem) -> int:
     return problem.line or 0
 
@@ -415,4 +431,5 @@ _INVALID = pl.Schema({"line": pl.UInt32, "field": pl.String, "reason": pl.String
 def _concat(parts: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    # Chunks stay as they are: no second copy of the parts while they are joined.
+    return pl.concat(parts, how="vertical", rechunk=False) if len(parts) > 1 else parts[0]

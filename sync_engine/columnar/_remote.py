@@ -164,8 +164,8 @@ def _finish(
         "lock": pl.UInt16,
         "line": pl.UInt32,
     }
-    frame = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    del parts  # the blocks' memory goes back before the sort needs its own
+    frame = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=schema)
+    parts.clear()  # the concatenation holds the blocks' chunks; nothing else should
     first = frame.get_column("kh").is_first_distinct()
     repeats = frame.filter(~first).select("key", "kh", "line")
     if not repeats.is_empty():
