@@ -125,7 +125,7 @@ def _phone(i: int) -> str:
         return f"+12{i:09d}"  # NANPA, area code 2xx
     if country == 2:
         return f"+49151{i:08d}"  # DE mobile
-    return f"+79{i % 90 + 10:02d}{i:07d}"  # RU mobile
+    return f"+79{i % 90 + 10:02d}{i % 10**7:07d}"  # RU mobile (10 digits past 10M too)
 
 
 def _contact(i: int, rng: random.Random) -> _Contact:
