@@ -28,7 +28,7 @@ from sync_engine.schema import FieldKind
 
 from ._sets import SetRegistry
 
-__all__ = ["PYTHON_SPACES", "SET_KINDS", "Column", "ColumnNormaliser", "not_blank"]
+__all__ = ["PYTHON_SPACES", "SET_KINDS", "STABLE", "Column", "ColumnNormaliser", "not_blank"]
 
 SET_KINDS = frozenset({FieldKind.TAGS, FieldKind.IDS})
 
@@ -37,7 +37,12 @@ SET_KINDS = frozenset({FieldKind.TAGS, FieldKind.IDS})
 _ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
 _EMAIL = f"^(?:{_CANONICAL_EMAIL.pattern})$"
 _SPECIAL_TLD = rf"\.(?:{'|'.join(sorted(_SPECIAL_USE_TLDS))})$"
-_EDGE_SPACE = "^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$"
+# Characters that are their own NFC form and compose with none of each other nor with a
+# space (a test checks every pair): text of them is canonical once trimmed. Printable
+# ASCII, Latin-1 and Latin Extended-A/B letters, Cyrillic; most names and cities.
+STABLE = "\\x{21}-\\x{7e}\\x{a1}-\\x{ac}\\x{ae}-\\x{24f}\\x{400}-\\x{482}\\x{488}-\\x{4ff}"
+_STABLE_TEXT = f"^(?:[{STABLE}](?:[{STABLE} ]*[{STABLE}])?)?$"
+_STABLE_OR_SPACE = f"^[{STABLE} ]*$"
 
 SlowResult = tuple[str | list[str] | None, str | None]
 
@@ -91,7 +96,7 @@ def _as_is(kind: FieldKind, raw: pl.Expr) -> pl.Expr:
     """Cells that are their own canonical form: most of them, so tested first and kept
     without a copy (the regexes admit only trimmed, lower-case ASCII)."""
     if kind is FieldKind.TEXT:
-        return _is_ascii(raw) & ~raw.str.contains(_EDGE_SPACE).fill_null(False)
+        return raw.str.contains(_STABLE_TEXT).fill_null(False)
     test = _is_email(raw) if kind is FieldKind.EMAIL else _is_e164(raw)
     return (raw == "") | test
 
@@ -102,7 +107,7 @@ def _trimmed(kind: FieldKind, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     stripped = raw.str.strip_chars(_ASCII_SPACE)
     ascii_ = _is_ascii(raw)
     if kind is FieldKind.TEXT:
-        return stripped, ascii_
+        return stripped, ascii_ | stripped.str.contains(_STABLE_OR_SPACE).fill_null(False)
     if kind is FieldKind.EMAIL:
         lowered = stripped.str.to_lowercase()
         return lowered, ascii_ & ((lowered == "") | _is_email(lowered))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_engine.columnar._normalise import PYTHON_SPACES, Column, ColumnNormaliser
+from sync_engine.columnar._normalise import PYTHON_SPACES, STABLE, Column, ColumnNormaliser
 from sync_engine.columnar._sets import SetRegistry
 from sync_engine.normalise import FieldValue, InvalidValueError, Normaliser, normalise_text
 from sync_engine.schema import FieldKind
@@ -107,3 +107,22 @@ def test_sets_become_the_same_id_however_written() -> None:
 def test_python_space_list_is_complete() -> None:
     """The hard-coded list is exactly what str.isspace() accepts, all of Unicode."""
     assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == PYTHON_SPACES
+
+
+def test_stable_characters_need_no_normalisation_alone_or_in_pairs() -> None:
+    """Text of STABLE characters (and inner spaces) is its own NFC form: every character
+    is its own NFC, none combines, and no pair composes."""
+    import re
+    import unicodedata
+
+    ranges = re.findall(r"\\x\{([0-9a-f]+)\}-\\x\{([0-9a-f]+)\}", STABLE)
+    chars = [chr(c) for low, high in ranges for c in range(int(low, 16), int(high, 16) + 1)]
+    assert len(chars) > 700
+    for char in chars:
+        assert not char.isspace()
+        assert unicodedata.combining(char) == 0
+        assert unicodedata.normalize("NFC", char) == char
+    for first in [*chars, " "]:
+        for second in [*chars, " "]:
+            pair = first + second
+            assert unicodedata.normalize("NFC", pair) == pair
