@@ -204,7 +204,12 @@ class ColumnNormaliser:
         result: list[pl.Series] = []
         if scalars:
             # One pass over every scalar column at once: polars spreads them over cores.
-            frame = pl.DataFrame([c.raw.fill_null("").alias(c.name) for c in scalars])
+            frame = pl.DataFrame(
+                [
+                    (c.raw if c.raw.null_count() == 0 else c.raw.fill_null("")).alias(c.name)
+                    for c in scalars
+                ]
+            )
             fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
             for column in scalars:
                 result.extend(

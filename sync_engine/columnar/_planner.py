@@ -171,34 +171,37 @@ class Planner:
             self._checkpoint()
             frame = columns.frame(block)
             rows += frame.height
-            bad = pl.col("reason").is_not_null()
-            invalid.append(frame.filter(bad).select("line", "field", "reason", "key"))
-            good = frame.filter(~bad).with_columns(digest=shape.digest(), kh=pl.col("key").hash())
-            # Join only the narrow (line, kh) pairs, then lay the matches beside the rows.
-            judged = good.hstack(_lookup(lookup, good.get_column("kh")))
+            ok = frame.get_column("reason").is_null()
+            invalid.append(frame.select("line", "field", "reason", "key").filter(~ok))
+            # Every row is judged (an invalid one just never counts): filtering the wide
+            # block first would copy all of its text.
+            judged = frame.with_columns(digest=shape.digest(), kh=pl.col("key").hash())
+            judged = judged.hstack(_lookup(lookup, judged.get_column("kh")))
+            if (judged.get_column("r_key") != judged.get_column("key")).any():
+                raise NotColumnar("two different keys share a 64-bit hash")
             judged = judged.with_columns(
                 self._registry.within(
                     judged.get_column(shape.value(i)),
                     judged.get_column("r_" + shape.additive_name(i)),
                 ).alias(f"within{i}")
                 for i in shape.additive
-            )
-            if (judged.get_column("r_key") != judged.get_column("key")).any():
-                raise NotColumnar("two different keys share a 64-bit hash")
-            judged = (
-                judged.with_columns(verdict=verdict, first=pl.col("kh").is_first_distinct())
-                .with_columns(skipped=skipped)
+            ).with_columns(verdict=verdict)
+            narrow = (
+                judged.select("key", "kh", "line", "verdict", "r", "r_lock")
+                .filter(ok)
+                .with_columns(first=pl.col("kh").is_first_distinct(), skipped=skipped)
                 .with_columns(
                     written=pl.col("first")
                     & pl.col("verdict").is_in([INSERT, UPDATE])
                     & ~pl.col("skipped")
                 )
             )
-            self._write(judged.filter("written"))
+            lines = narrow.filter("written").get_column("line")
+            self._write(judged.filter(pl.col("line").is_in(lines.implode())))
             valid.append(
-                judged.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written")
+                narrow.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written")
             )
-            unknown.append(judged.filter(pl.col("r").is_null()).select("kh", "line", "key"))
+            unknown.append(narrow.filter(pl.col("r").is_null()).select("kh", "line", "key"))
         return (
             _concat(valid, _VALID),
             _concat(unknown, _UNKNOWN),

@@ -171,11 +171,17 @@ def _finish(
     if not repeats.is_empty():
         frame = frame.filter(first)
         check_same_keys(repeats, frame.select("kh", first_key="key"))
-    # Kept sorted by key hash: each local block then joins by merging sorted inputs
-    # instead of hashing the whole index again (2-4x faster per block).
-    frame = (
-        frame.with_columns(r=pl.int_range(0, pl.len(), dtype=pl.UInt32)).sort("kh").set_sorted("kh")
-    )
+    # Kept sorted by key hash, so each local block finds its rows by binary search.
+    # Sorted one column at a time, each unsorted column let go as soon as it is
+    # gathered: the sort never holds two copies of the whole index.
+    order = frame.get_column("kh").arg_sort()
+    columns: dict[str, pl.Series] = {name: frame.get_column(name) for name in frame.columns}
+    del frame
+    ordered = []
+    for name in list(columns):
+        ordered.append(columns.pop(name).gather(order))
+    ordered.append(order.alias("r"))
+    frame = pl.DataFrame(ordered).set_sorted("kh")
     lines = pl.concat(keyless) if keyless else pl.Series("line", [], dtype=pl.UInt32)
     return RemoteIndex(
         frame=frame.rechunk(), reasons=tuple(reasons), keyless=lines, repeats=repeats
