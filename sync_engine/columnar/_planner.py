@@ -12,11 +12,13 @@ to need the row reader (``NotColumnar``) leaves no trace but an overwritten spoo
 from __future__ import annotations
 
 import heapq
+import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import polars as pl
 
 from sync_engine.contact import Contact, ContactBuilder
@@ -33,7 +35,7 @@ from ._remote import LockRule, RemoteIndex, index_remote
 from ._sets import SetRegistry
 from ._shape import Shape
 
-__all__ = ["ColumnarPlan", "PlanSettings", "Planner"]
+__all__ = ["ColumnarPlan", "PlanSettings", "Planner", "encode_changes"]
 
 INSERT, UPDATE, UNCHANGED, KEPT = 0, 1, 2, 3
 _KINDS = {INSERT: ChangeKind.INSERT, UPDATE: ChangeKind.UPDATE}
@@ -210,18 +212,33 @@ class Planner:
         )
 
     def _write(self, changes: pl.DataFrame) -> None:
+        """Spool a block's changes in line order: encoded by column in one go (a first
+        sync spools a million inserts), and the first few kept as samples."""
+        if changes.is_empty():
+            return
         shape = self.shape
         values = [
-            self._registry.items(changes.get_column(shape.value(i)))
-            if is_set
-            else changes.get_column(shape.value(i))
-            for i, is_set in enumerate(self._sets)
+            (
+                self._registry.items(changes.get_column(shape.value(i)))
+                if is_set
+                else changes.get_column(shape.value(i))
+            ).alias(name)
+            for i, (name, is_set) in enumerate(zip(shape.fields, self._sets, strict=True))
         ]
         rows = changes.select("key", "line", "verdict").hstack(values)
-        for key, line, verdict, *cells in rows.iter_rows():
-            self._emit(
-                Change(_KINDS[verdict], key, self._fields(cells), RowOrigin(self._source, line))
-            )
+        self._spool.write_encoded(encode_changes(rows, shape.fields, self._source), rows.height)
+        self._keep_samples(rows)
+
+    def _keep_samples(self, rows: pl.DataFrame) -> None:
+        plan, samples = self._plan, self._settings.samples
+        for verdict, target in ((INSERT, plan.sample_inserts), (UPDATE, plan.sample_updates)):
+            wanted = samples - len(target)
+            if wanted <= 0:
+                continue
+            picked = rows.filter(pl.col("verdict") == verdict).head(wanted)
+            for key, line, _, *cells in picked.iter_rows():
+                origin = RowOrigin(self._source, line)
+                target.append(Contact(key=key, fields=self._fields(cells), origin=origin))
 
     def _fields(self, cells: list[Any]) -> dict[str, FieldValue]:
         """Cells of one row as ``Contact.fields``: strings, and sets as frozensets."""
@@ -395,6 +412,33 @@ class Planner:
             self._spool.write(Change(ChangeKind.REMOVE, key, self._builder.identity(key)))
             if len(shown) < self._settings.samples:
                 shown.append(key)
+
+
+def encode_changes(rows: pl.DataFrame, fields: Sequence[str], source: str) -> bytes:
+    """``key, line, verdict`` and one column per field (sets as sorted lists) as spool
+    lines, byte for byte what ``PlanSpool.write`` writes for the same changes: one JSON
+    object per line with the kind, the key, the fields in order and the origin."""
+    kind = (
+        pl.when(pl.col("verdict") == INSERT)
+        .then(pl.lit('{"k":"insert",'))
+        .otherwise(pl.lit('{"k":"update",'))
+    )
+    key = pl.struct("key").struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
+    encoded = rows.select(
+        pl.concat_str(
+            kind,
+            key,
+            pl.lit(',"f":'),
+            pl.struct(list(fields)).struct.json_encode(),
+            pl.lit(',"o":[' + orjson.dumps(source).decode() + ","),
+            pl.col("line").cast(pl.String),
+            pl.lit("]}"),
+        )
+    )
+    # Written out by polars in one pass: no Python string per line, nor one for all.
+    buffer = io.BytesIO()
+    encoded.write_csv(buffer, include_header=False, quote_style="never", line_terminator="\n")
+    return buffer.getvalue()
 
 
 def _lookup(index: pl.DataFrame, hashes: pl.Series) -> pl.DataFrame:
