@@ -40,6 +40,7 @@ __all__ = ["ColumnarPlan", "PlanSettings", "Planner", "encode_changes"]
 INSERT, UPDATE, UNCHANGED, KEPT = 0, 1, 2, 3
 _KINDS = {INSERT: ChangeKind.INSERT, UPDATE: ChangeKind.UPDATE}
 _EXPORT_SOURCE = "provider export"  # how the row path names export rows
+_ENCODE_ROWS = 4096  # changes encoded at a time: about 1 MB of JSON
 _REMOTE_TWICE = "the provider's export lists some contacts twice; the first is used"
 
 
@@ -226,7 +227,12 @@ class Planner:
             for i, (name, is_set) in enumerate(zip(shape.fields, self._sets, strict=True))
         ]
         rows = changes.select("key", "line", "verdict").hstack(values)
-        self._spool.write_encoded(encode_changes(rows, shape.fields, self._source), rows.height)
+        # In slices: one bytes object per block would be tens of MB, which the C
+        # allocator then keeps (its mmap threshold follows the largest block freed).
+        for offset in range(0, rows.height, _ENCODE_ROWS):
+            part = rows.slice(offset, _ENCODE_ROWS)
+            encoded = encode_changes(part, shape.fields, self._source)
+            self._spool.write_encoded(encoded, part.height)
         self._keep_samples(rows)
 
     def _keep_samples(self, rows: pl.DataFrame) -> None:
