@@ -292,7 +292,7 @@ class Planner:
     ) -> None:
         # No copy of the million verdicts: counts are filtered sums, and only the few
         # repeated rows (and the first rows they repeat) are ever materialised.
-        first = valid.get_column("kh").is_first_distinct()
+        first = valid.get_column("kh").rechunk().is_first_distinct()
         valid = valid.with_columns(first=first)
         repeats = valid.filter(~pl.col("first"))
         if not repeats.is_empty():
@@ -328,7 +328,7 @@ class Planner:
         kept = valid.filter(once & (verdict == KEPT)).head(
             max(0, self._settings.kept_cap - len(report.kept))
         )
-        kept = kept.join(remote.frame.select("kh", "key"), on="kh", maintain_order="left")
+        kept = kept.join(_index_rows(remote, kept), on="kh", maintain_order="left")
         for key, code in kept.select("key", "r_lock").iter_rows():
             report.kept.append((key, remote.reasons[code] or "locked"))
         for problem in heapq.merge(
@@ -337,9 +337,11 @@ class Planner:
             report.problems.add(problem)
         if self._plan.sample_updates:
             keys = [contact.key for contact in self._plan.sample_updates]
-            wanted = pl.col("key").is_in(keys)
-            lines = remote.frame.filter(wanted).get_column("line").to_list()
-            lines += remote.repeats.filter(wanted).get_column("line").to_list()
+            hashes = pl.Series(keys, dtype=pl.String).hash().implode()
+            lines = []
+            for rows in (remote.frame, remote.repeats):
+                found = rows.filter(pl.col("kh").is_in(hashes)).filter(pl.col("key").is_in(keys))
+                lines += found.get_column("line").to_list()
             self._plan.updated_lines = frozenset(lines)
 
     @staticmethod
@@ -351,7 +353,7 @@ class Planner:
         if repeats.is_empty():
             return repeats.with_columns(key=pl.lit(None, dtype=pl.String))
         known = repeats.filter(pl.col("r").is_not_null()).join(
-            remote.frame.select("kh", "key"), on="kh", how="left"
+            _index_rows(remote, repeats), on="kh", how="left"
         )
         fresh = (
             repeats.filter(pl.col("r").is_null())
@@ -403,11 +405,14 @@ class Planner:
         if self._settings.mode != "mirror":
             return
         # Few invalid rows name a key; their keys protect remote contacts too.
-        protected = invalid.filter(pl.col("key").is_not_null()).join(
-            remote.frame.select("key", "r"), on="key"
+        named = invalid.filter(pl.col("key").is_not_null()).with_columns(kh=pl.col("key").hash())
+        protected = named.join(_index_rows(remote, named, "r"), on="kh").filter(
+            pl.col("key") == pl.col("key_right")
         )
         seen = pl.concat([valid.get_column("r").drop_nulls(), protected.get_column("r")])
-        unseen = remote.frame.filter(~pl.col("r").is_in(seen.implode())).sort("r")
+        # r numbers the index rows 0..n-1 in export order: mark the seen ones by position.
+        marks = pl.repeat(False, remote.frame.height, eager=True).scatter(seen.rechunk(), True)
+        unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("r"))).sort("r")
         summary = report.plan
         shown = self._plan.removal_keys
         for key, code in unseen.select("key", "lock").iter_rows():
@@ -445,6 +450,16 @@ def encode_changes(rows: pl.DataFrame, fields: Sequence[str], source: str) -> by
     buffer = io.BytesIO()
     encoded.write_csv(buffer, include_header=False, quote_style="never", line_terminator="\n")
     return buffer.getvalue()
+
+
+def _index_rows(remote: RemoteIndex, rows: pl.DataFrame, *extra: str) -> pl.DataFrame:
+    """``kh, key`` (and ``extra`` columns) of the index rows that ``rows`` name by hash.
+
+    For a few rows: scanning the index for their hashes beats a join, which would hash
+    the whole index first.
+    """
+    wanted = rows.get_column("kh").implode()
+    return remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", "key", *extra)
 
 
 def _lookup(index: pl.DataFrame, hashes: pl.Series) -> pl.DataFrame:

@@ -166,7 +166,9 @@ def _finish(
     }
     frame = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=schema)
     parts.clear()  # the concatenation holds the blocks' chunks; nothing else should
-    first = frame.get_column("kh").is_first_distinct()
+    # One chunk per block: random access (the sort's gathers) into a hundred chunks
+    # costs a search per element, so each column is made contiguous before it is used.
+    first = frame.get_column("kh").rechunk().is_first_distinct()
     repeats = frame.filter(~first).select("key", "kh", "line")
     if not repeats.is_empty():
         frame = frame.filter(first)
@@ -174,12 +176,12 @@ def _finish(
     # Kept sorted by key hash, so each local block finds its rows by binary search.
     # Sorted one column at a time, each unsorted column let go as soon as it is
     # gathered: the sort never holds two copies of the whole index.
-    order = frame.get_column("kh").arg_sort()
+    order = frame.get_column("kh").rechunk().arg_sort()
     columns: dict[str, pl.Series] = {name: frame.get_column(name) for name in frame.columns}
     del frame
     ordered = []
     for name in list(columns):
-        ordered.append(columns.pop(name).gather(order))
+        ordered.append(columns.pop(name).rechunk().gather(order))
     ordered.append(order.alias("r"))
     frame = pl.DataFrame(ordered).set_sorted("kh")
     lines = pl.concat(keyless) if keyless else pl.Series("line", [], dtype=pl.UInt32)
