@@ -339,8 +339,8 @@ class Planner:
             keys = [contact.key for contact in self._plan.sample_updates]
             hashes = pl.Series(keys, dtype=pl.String).hash().implode()
             lines = []
-            for rows in (remote.frame, remote.repeats):
-                found = rows.filter(pl.col("kh").is_in(hashes)).filter(pl.col("key").is_in(keys))
+            for table in (remote.frame, remote.repeats):
+                found = table.filter(pl.col("kh").is_in(hashes)).filter(pl.col("key").is_in(keys))
                 lines += found.get_column("line").to_list()
             self._plan.updated_lines = frozenset(lines)
 
