@@ -70,12 +70,13 @@ class CsvLayout:
         except ValueError:
             return None
 
-    def blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    def blocks(self, block_bytes: int | None = None) -> Iterator[Block]:
         """The records, block by block; raises NotColumnar at the first doubtful block.
 
         The next block is read and parsed in a helper thread while the caller works on
         this one (polars releases the GIL), so parsing overlaps with normalising.
         """
+        block_bytes = block_bytes or BLOCK_BYTES  # read now: tests shrink it
         line = self.first_line
         with self.path.open("rb") as stream, ThreadPoolExecutor(1) as helper:
             stream.seek(self.data_offset)

@@ -78,6 +78,8 @@ class _Locks:
         self.rule = rule
         self.reasons: list[str | None] = [None]
         self._codes: dict[str | None, int] = {None: 0}
+        # The commonest input combination of the first block and its code.
+        self._common: tuple[dict[str, object], int] | None = None
 
     def _code(self, values: Mapping[str, object]) -> int:
         reason = self.rule.lock(values)
@@ -96,6 +98,26 @@ class _Locks:
         if not inputs:
             return pl.repeat(self._code({}), frame.height, dtype=pl.UInt16, eager=True)
         table = pl.DataFrame(inputs)
+        if self._common is None:
+            return self._decide(table, remember=True)
+        # Nearly every row has the commonest combination (active, active, ...): rows equal
+        # to it take its code by comparison; only the others are grouped and decided.
+        common, code = self._common
+        usual = table.select(
+            pl.all_horizontal(
+                pl.col(name).eq_missing(pl.lit(value, dtype=table.schema[name]))
+                for name, value in common.items()
+            )
+        ).to_series()
+        result = pl.repeat(code, table.height, dtype=pl.UInt16, eager=True)
+        others = (~usual).arg_true()
+        if others.is_empty():
+            return result
+        return result.scatter(others, self._decide(table[others], remember=False))
+
+    def _decide(self, table: pl.DataFrame, *, remember: bool) -> pl.Series:
+        """Codes for every row of ``table``: the lock function once per distinct row."""
+        rule = self.rule
         distinct = table.unique()
         codes = []
         for row in distinct.iter_rows(named=True):
@@ -106,6 +128,10 @@ class _Locks:
         joined = table.join(
             keyed, on=table.columns, how="left", maintain_order="left", nulls_equal=True
         )
+        if remember:
+            counts = joined.group_by([*table.columns, "lock"]).len()
+            top = counts.sort("len", descending=True).row(0, named=True)
+            self._common = ({name: top[name] for name in table.columns}, int(top["lock"]))
         return joined.get_column("lock")
 
 

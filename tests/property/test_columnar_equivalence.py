@@ -9,11 +9,13 @@ contacts), the rejects files and every importContacts call must be identical.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import anyio
 from conftest import Provider, config_for, serve_provider
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from sync_engine import SyncEngine, SyncEngineError
+from sync_engine.columnar import _blocks
 from sync_engine.emulator import EmulatorOptions
 
 EXPORT_HEADER = (
@@ -109,6 +112,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "overwrite_tags": draw(st.booleans()),
         "map_lists": draw(st.booleans()),
         "full": draw(st.integers(0, 3)) == 0,
+        # Tiny blocks: keys repeated across blocks, per-block lock decisions, prefetch.
+        "block_bytes": draw(st.sampled_from([None, 64, 300])),
     }
 
 
@@ -156,7 +161,7 @@ async def sync_once(
         provider_settings={"overwrite_tags": scenario["overwrite_tags"], "concurrency": 1},
     )
     rejects = directory / f"rejects-{columnar}.csv"
-    with capture_logs() as logs:
+    with capture_logs() as logs, small_blocks(scenario["block_bytes"]):
         async with SyncEngine(
             config, clock=provider.clock, columnar=columnar, rejects_path=rejects
         ) as engine:
@@ -178,6 +183,16 @@ async def sync_once(
         "rejects": rejects.read_text(encoding="utf-8"),
         "imports": imports,
     }
+
+
+@contextlib.contextmanager
+def small_blocks(size: int | None) -> Iterator[None]:
+    """Read files in blocks of ``size`` bytes (None: the default) for the duration."""
+    if size is None:
+        yield
+        return
+    with mock.patch.object(_blocks, "BLOCK_BYTES", size):
+        yield
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> Sequence[str]:
