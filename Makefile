@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services demo test lint bench crash-soak clean
+.PHONY: install services demo test lint bench bench-10m crash-soak clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	touch $(STAMP)
 
 services:
@@ -29,10 +29,15 @@ lint: install
 	$(BIN)/ruff format --check sync_engine tests benchmarks
 	$(BIN)/mypy
 
+# Each benchmark is a module (python -m benchmarks.bench_x); sizes: see benchmarks/README.md.
 bench: install
-	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then \
-		for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done; \
-	else echo "no benchmarks yet (see issue #7)"; fi
+	@for b in benchmarks/bench_*.py; do \
+		echo "== $$b"; $(BIN)/python -m benchmarks.$$(basename $$b .py) || exit 1; \
+	done
+
+# Figure 1 at 10M contacts: ~2 GB of generated files and a few minutes.
+bench-10m: install
+	$(BIN)/python -m benchmarks.bench_plan --contacts 10000000 --repeat 1 --row-contacts 0 --no-peer
 
 # The SIGKILL loop of the test suite, longer: 40 kills at random points of a 50k-contact run.
 crash-soak: install services

@@ -100,9 +100,7 @@ class ContactBuilder:
         if problem is not None:
             return RowProblem(problem.origin, problem.field, problem.reason, key=key)
         if key is None:
-            return RowProblem(
-                row.origin, self._key_column(), f"no {self._key_label()} (the sync key)"
-            )
+            return RowProblem(row.origin, self.key_column, f"no {self.key_label} (the sync key)")
         return Contact(key=key, fields=values, origin=row.origin)
 
     def remote(self, record: RemoteRecord) -> RemoteContact | RowProblem:
@@ -119,7 +117,7 @@ class ContactBuilder:
                 values[name] = text.lower() if kind is FieldKind.EMAIL else text
         key = self._key(values)
         if key is None:
-            return RowProblem(record.origin, None, f"provider row has no {self._key_label()}")
+            return RowProblem(record.origin, None, f"provider row has no {self.key_label}")
         return RemoteContact(key=key, fields=values, locked=record.locked, origin=record.origin)
 
     def _add_implicit_list(self, values: dict[str, FieldValue]) -> None:
@@ -132,8 +130,9 @@ class ContactBuilder:
         else:
             return
         current = values[target]
-        assert isinstance(current, frozenset)
-        values[target] = current | {self.implicit_list_id}
+        # A list column that failed to normalise holds "" and its row is rejected anyway.
+        if isinstance(current, frozenset):
+            values[target] = current | {self.implicit_list_id}
 
     def _key(self, values: Mapping[str, FieldValue]) -> str | None:
         email = values.get("email")
@@ -147,10 +146,14 @@ class ContactBuilder:
                 return candidate
         return None
 
-    def _key_label(self) -> str:
+    @property
+    def key_label(self) -> str:
+        """How reports name the sync key: "email", "phone" or "email or phone"."""
         return {"email": "email", "phone": "phone"}.get(self.key_kind, "email or phone")
 
-    def _key_column(self) -> str | None:
+    @property
+    def key_column(self) -> str | None:
+        """The local column a missing key is reported against."""
         return self.mapping.get("phone" if self.key_kind == "phone" else "email")
 
     def identity(self, key: str) -> dict[str, FieldValue]:

@@ -23,6 +23,7 @@ import anyio
 import structlog
 
 from .clock import Clock
+from .columnar import ColumnarPlan, PlanSettings, plan_columnar
 from .config import (
     CsvSourceConfig,
     JsonlSourceConfig,
@@ -91,6 +92,7 @@ class SyncEngine:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         progress: Progress | None = None,
+        columnar: bool = True,
     ) -> None:
         self.config = config
         self.source = _as_source(source) if source is not None else _source_from(config)
@@ -104,6 +106,8 @@ class SyncEngine:
         self._work_dir: Path | None = None
         self._provider: UniSenderProvider | None = None
         self._executor: Executor | None = None
+        # False forces the row path (for tests and benchmarks that compare the two).
+        self._columnar = columnar
 
     async def __aenter__(self) -> SyncEngine:
         base = self.config.work_dir
@@ -370,43 +374,61 @@ class SyncEngine:
         with self._stage(report, "export"):
             snapshot = await provider.snapshot(builder.fields)
         local = LocalContacts(self.source, self.config, builder, work_dir=self._work_dir)
-        differ = Differ(
-            fields=builder.fields,
-            additive=self._additive(builder),
-            full=full,
-            optional=local.optional_fields,
-        )
-        with self._stage(report, "index"):
-            await self._index_remote(snapshot, builder, differ, report)
         spool_path = session.plan_path() if session else self._work_dir / "plan.jsonl"
-        spool = PlanSpool(spool_path)
-        sample_inserts: list[Contact] = []
-        sample_updates: list[Contact] = []
+        rejects = session.rejects if session is not None else None
+        old_values: RemoteSnapshot = snapshot
         if session is not None:
             report.problems.copy_to(session.problems_path())
         try:
-            # closing(): a source that fails mid-way must not leave the spool file open.
-            with self._stage(report, "plan"), closing(spool):
-                await self._plan_local(
-                    local,
-                    differ,
-                    spool,
-                    report,
-                    sample_inserts,
-                    sample_updates,
-                    samples,
-                    session.rejects if session else None,
+            # Issue #7: a plain CSV file against the CSV export is planned column-wise when
+            # both files allow it (the same plan as the rows give, proven by tests); the
+            # mapping rules and duplicate rules of issue #6 need the rows.
+            columnar = None
+            if local.plain and self.config.source.duplicates == "first":
+                columnar = await self._plan_columnar(
+                    snapshot, builder, report, full, samples, spool_path
                 )
-                removal_keys = self._plan_removals(builder, differ, spool, report, samples)
+            if columnar is not None:
+                spool, removal_keys = columnar.spool, columnar.removal_keys
+                sample_inserts, sample_updates = columnar.sample_inserts, columnar.sample_updates
+                old_values = columnar.snapshot or snapshot
+                if rejects is not None and rejects.remembered:
+                    spool = self._hold_back_spooled(spool, report, rejects)
+            else:
+                differ = Differ(
+                    fields=builder.fields,
+                    additive=self._additive(builder),
+                    full=full,
+                    optional=local.optional_fields,
+                )
+                with self._stage(report, "index"):
+                    await self._index_remote(snapshot, builder, differ, report)
+                spool = PlanSpool(spool_path)
+                sample_inserts = []
+                sample_updates = []
+                # closing(): a source that fails mid-way must not leave the spool file open.
+                with self._stage(report, "plan"), closing(spool):
+                    await self._plan_local(
+                        local,
+                        differ,
+                        spool,
+                        report,
+                        sample_inserts,
+                        sample_updates,
+                        samples,
+                        rejects,
+                    )
+                    removal_keys = self._plan_removals(builder, differ, spool, report, samples)
         finally:
             report.problems.copy_to(None)
+        spool.close()
         plan = Plan(summary=report.plan, spool=spool, full=full)
         guard = DeletionGuard(
             max_share=settings.max_delete_share, max_count=settings.max_delete_count
         )
         if dry_run:
             report.samples = await self._samples(
-                snapshot, builder, sample_inserts, sample_updates, removal_keys
+                old_values, builder, sample_inserts, sample_updates, removal_keys
             )
             try:
                 guard.check(report.plan, allow_deletes=allow_deletes)
@@ -417,6 +439,55 @@ class SyncEngine:
         if session is not None:
             await session.planned(spool, report)
         return plan
+
+    async def _plan_columnar(
+        self,
+        snapshot: RemoteSnapshot,
+        builder: ContactBuilder,
+        report: SyncReport,
+        full: bool,
+        samples: int,
+        spool_path: Path,
+    ) -> ColumnarPlan | None:
+        """The columnar planner's plan, or None when it is off or the files need the rows."""
+        if not self._columnar:
+            return None
+        assert self._work_dir is not None
+        self._progress.stage("plan")
+        return await plan_columnar(
+            source=self.source,
+            snapshot=snapshot,
+            builder=builder,
+            additive=self._additive(builder),
+            settings=PlanSettings(
+                mode=self.config.sync.mode, full=full, samples=samples, kept_cap=KEPT_CAP
+            ),
+            spool_path=spool_path,
+            report=report,
+        )
+
+    def _hold_back_spooled(
+        self, spool: PlanSpool, report: SyncReport, rejects: RejectFilter
+    ) -> PlanSpool:
+        """Apply the remembered rejects to a plan spooled in bulk (the columnar path).
+
+        The row path holds rows back as it plans; here the finished spool is copied
+        without them, so both paths hold back, report and count exactly the same rows.
+        """
+        kept = PlanSpool(spool.path.with_suffix(".held.jsonl"))
+        with closing(kept):
+            for change in spool.read():
+                if change.kind is not ChangeKind.REMOVE:
+                    contact = Contact(key=change.key, fields=change.fields, origin=change.origin)
+                    if self._held_back(contact, rejects, report):
+                        if change.kind is ChangeKind.INSERT:
+                            report.plan.to_insert -= 1
+                        else:
+                            report.plan.to_update -= 1
+                        continue
+                kept.write(change)
+        kept.path.replace(spool.path)
+        return PlanSpool.existing(spool.path)
 
     async def _index_remote(
         self, snapshot: RemoteSnapshot, builder: ContactBuilder, differ: Differ, report: SyncReport

@@ -59,6 +59,7 @@ class LocalContacts:
             and all(rule.plain for rule in rules.values())
         )
         self._mapper: RowMapper | None = None
+        self.plain = plain  # no mapping step: what the columnar planner can do as well
         self._builder = builder
         if not plain:
             self._mapper = RowMapper(

@@ -2,8 +2,8 @@
 
 Identical normalisation on the local and the remote side is what makes a run right after
 a successful run plan zero changes. Validation is the expensive part (email-validator and
-phonenumbers cost ~20 us a value), so values already in canonical form take a fast path,
-and phone parsing is cached.
+phonenumbers cost ~20 us a value), so values already in canonical form take a fast path
+(for phones an exact one, see ``_e164``), and the rest is cached.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import lru_cache
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from ._e164 import canonical_e164
 from .schema import FieldKind
 
 __all__ = [
@@ -73,6 +74,9 @@ def normalise_phone(raw: str, region: str | None) -> str:
     text = raw.strip()
     if not text:
         raise InvalidValueError("phone is empty")
+    canonical = canonical_e164(text)
+    if canonical is not None:
+        return canonical
     return _parsed_phone(text, region)
 
 
@@ -125,7 +129,8 @@ def normalise_ids(raw: object) -> frozenset[str]:
         text = normalise_text(item)
         if not text:
             continue
-        if not text.isdigit():
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if not text.isdecimal() or len(text) > 100:
             raise InvalidValueError(f"list id {text!r} is not a number")
         result.add(str(int(text)))
     return frozenset(result)

@@ -204,6 +204,14 @@ class PlanSpool:
         self._file.write(line)
         self.count += 1
 
+    def write_encoded(self, lines: bytes, count: int) -> None:
+        """Append ``count`` changes already encoded one per line exactly as ``write``
+        encodes them (for bulk writers such as the columnar planner; a test holds the
+        two encodings equal)."""
+        assert self._file is not None, "spool already closed"
+        self._file.write(lines)
+        self.count += count
+
     def close(self) -> None:
         if self._file is not None:
             self._file.flush()

@@ -63,6 +63,11 @@ class RateLimiter:
     edge, where network jitter could make the provider count them in the next window.
     ``burst=limit`` turns the smoothing off.
 
+    ``margin`` seconds are added to the window for the provider's sake: it counts a call
+    when the call arrives, and arrivals wander by a few milliseconds (the network, a
+    server still busy with the previous batch). Without a margin, two starts exactly
+    ``period`` apart can arrive less than ``period`` apart and the second is refused.
+
     ``acquire`` waits for a slot; a waiter cancelled before it gets one consumes nothing.
     ``try_acquire`` never waits and never jumps the queue. ``acquired`` counts slots
     taken; ``waited_seconds`` totals the time callers spent waiting (clock seconds).
@@ -74,6 +79,7 @@ class RateLimiter:
         period: float,
         *,
         burst: int | None = None,
+        margin: float = 0.0,
         clock: Clock | None = None,
         name: str = "",
     ) -> None:
@@ -84,12 +90,15 @@ class RateLimiter:
         burst = max(1, limit // 10) if burst is None else burst
         if not 1 <= burst <= limit:
             raise ValueError(f"burst must be between 1 and limit ({limit}), got {burst!r}")
+        if not 0.0 <= margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         self.limit = limit
         self.period = float(period)
         self.burst = burst
         self.name = name
         self._clock: Clock = LoopClock() if clock is None else clock
-        self._windows = [_Window(limit, self.period)]
+        self.margin = float(margin)
+        self._windows = [_Window(limit, self.period + self.margin)]
         if burst < limit:
             self._windows.append(_Window(burst, self.period * burst / limit))
         self._queue: deque[_Waiter] = deque()

@@ -163,6 +163,27 @@ class ExportStore:
         self._by_token[task.token] = task
         return task
 
+    def serve(self, *, path: Path, fmt: ExportFormat, now: float) -> ExportTask:
+        """Register a task that serves an existing file as it is (not copied, not removed).
+
+        For exports too big or too odd to build from emulated contacts: a benchmark's
+        1 GB file, a test's malformed one.
+        """
+        task_uuid = str(uuid.uuid4())
+        task = ExportTask(
+            uuid=task_uuid,
+            token=uuid.uuid4().hex,
+            filename=f"contacts-{task_uuid}{fmt.suffix}",
+            path=path,
+            created_at=now,
+            rows=-1,  # unknown: the file is served unread
+            content_type=fmt.content_type,
+            notify_url=None,
+        )
+        self._tasks[task_uuid] = task
+        self._by_token[task.token] = task
+        return task
+
     def get(self, task_uuid: str) -> ExportTask | None:
         """The task with this uuid, if any."""
         return self._tasks.get(task_uuid)

@@ -26,6 +26,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -91,6 +92,9 @@ class EmulatorOptions:
     # Real seconds importContacts waits after applying a batch, before it answers: widens
     # the window in which a killed client has sent a batch but not seen its answer.
     import_answer_delay: float = 0.0
+    # Serve this file as every export, as it is, instead of one written from the
+    # contacts (benchmarks' big files, tests' malformed ones). Argument checks still run.
+    export_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.brand not in ("unisender", "selzy"):
@@ -347,6 +351,11 @@ class UniSenderEmulator:
             phone_status=phone_status,
         )
         columns = self._base.export_columns(params.array("field_names"))
+        if self.options.export_file is not None:
+            task = self._exports.serve(
+                path=self.options.export_file, fmt=self.options.export_format, now=self._clock()
+            )
+            return {"result": {"task_uuid": task.uuid, "status": "new"}}
         task = self._exports.create(
             fmt=self.options.export_format,
             columns=columns,

@@ -31,13 +31,34 @@ RETRIABLE_CODES = frozenset(
 )
 
 
+class _FormQuoter(dict[int, str]):
+    """``str.translate`` table that quotes like ``quote_plus``, one character at a time.
+
+    ``quote_plus`` walks the UTF-8 bytes of each value in Python (~9 ms for a 500-row
+    call); ``str.translate`` walks characters in C and asks this table only about a
+    character it has not seen yet, so a body costs a fraction of that. Safe characters
+    map to themselves; a lone surrogate raises as ``quote_plus`` would.
+    """
+
+    def __missing__(self, code: int) -> str:
+        quoted = quote_plus(chr(code))
+        self[code] = quoted
+        return quoted
+
+
+_QUOTER = _FormQuoter()
+
+
 def encode_form(pairs: Sequence[tuple[str, str]]) -> bytes:
     """``application/x-www-form-urlencoded`` for already-flattened pairs.
 
-    Hand-rolled over ``quote_plus`` rather than ``urlencode`` because it is the hot path
-    of a large sync (500 rows x fields per call) and needs no type dispatch.
+    The same bytes as ``urllib.parse.urlencode(pairs)``, built for the hot path of a
+    large sync (500 rows x fields per call): no type dispatch, quoting by translation.
     """
-    return "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs).encode("ascii")
+    quoter = _QUOTER
+    return "&".join(f"{k.translate(quoter)}={v.translate(quoter)}" for k, v in pairs).encode(
+        "ascii"
+    )
 
 
 def import_pairs(

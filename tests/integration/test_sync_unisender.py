@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import Provider, config_for, write_csv
+from structlog.testing import capture_logs
 
 from sync_engine import (
     FatalProviderError,
@@ -520,3 +521,22 @@ async def test_selzy_is_the_same_provider_on_another_host(
     report = await sync(config, provider)
     assert report.provider == "selzy"
     assert report.inserted == 1
+
+
+async def test_a_file_the_columnar_reader_refuses_is_planned_row_by_row(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """A quoted line break shifts line numbers: the engine logs why and plans by rows,
+    with the same result as ever (the second contact's line is still 4)."""
+    source = tmp_path / "c.csv"
+    source.write_text(
+        'email,name\r\na@example.com,"two\r\nlines"\r\nnot-an-email,B\r\n', encoding="utf-8"
+    )
+    config = config_for(tmp_path, provider, source=source)
+    with capture_logs() as logs:
+        report = await sync(config, provider)
+    assert {"event": "planning row by row", "log_level": "info"}.items() <= next(
+        e for e in logs if e["event"] == "planning row by row"
+    ).items()
+    assert report.inserted == 1
+    assert [(p.line, p.field) for p in report.problems.kept] == [(4, "email")]

@@ -152,3 +152,23 @@ def test_deletion_guard_count_and_empty_source() -> None:
         DeletionGuard().check(
             PlanSummary(local_rows=0, remote_total=10, to_remove=10), allow_deletes=10
         )
+
+
+def test_a_bad_list_id_with_an_implicit_list_is_a_row_problem_not_a_crash() -> None:
+    """The synced list is added to a mapped list column only when that column parsed."""
+    from sync_engine.contact import ContactBuilder
+    from sync_engine.normalise import Normaliser
+    from sync_engine.providers.unisender import UNISENDER_SCHEMA
+    from sync_engine.records import RowProblem, SourceRow
+
+    builder = ContactBuilder(
+        mapping={"email": "email", "email_list_ids": "lists"},
+        schema=UNISENDER_SCHEMA,
+        normaliser=Normaliser(),
+        key="email",
+        implicit_list_id=1,
+    )
+    built = builder.local(SourceRow(RowOrigin("f.csv", 2), {"email": "a@x.com", "lists": "x"}))
+    assert isinstance(built, RowProblem)
+    assert (built.field, built.key) == ("lists", "a@x.com")
+    assert "list id 'x' is not a number" in built.reason

@@ -101,3 +101,13 @@ def test_normaliser_dispatches_by_kind() -> None:
     assert n.value(FieldKind.PHONE, "  ") == ""
     assert n.value(FieldKind.EMAIL, "A@Example.com") == "a@example.com"
     assert n.value(FieldKind.TAGS, "x,y") == frozenset({"x", "y"})
+
+
+@pytest.mark.parametrize("raw", ["²", "1,³", "9" * 5000])
+def test_list_ids_that_int_refuses_are_invalid_values_not_crashes(raw: str) -> None:
+    with pytest.raises(InvalidValueError, match="is not a number"):
+        normalise_ids(raw)
+
+
+def test_list_ids_in_other_decimal_scripts_are_read_as_numbers() -> None:
+    assert normalise_ids("٣, 007") == frozenset({"3", "7"})

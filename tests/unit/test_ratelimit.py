@@ -585,3 +585,21 @@ def test_property_never_over_the_limit_and_never_slower_than_needed(
     assert_window(starts, limiter.burst, period * limiter.burst / limit)
     expected = fastest_schedule(arrivals, limit, period, limiter.burst)
     assert starts == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+async def test_a_margin_widens_the_window_the_provider_counts() -> None:
+    """With margin m, the call after a full window waits period + m, not period."""
+    clock = FakeClock(auto_advance=False)
+    limiter = RateLimiter(2, 1.0, burst=2, margin=0.25, clock=clock)
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    clock.advance(1.0)
+    assert not limiter.try_acquire()
+    assert limiter.next_free_in() == pytest.approx(0.25)
+    clock.advance(0.25)
+    assert limiter.try_acquire()
+
+
+def test_a_negative_margin_is_refused() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        RateLimiter(1, 1.0, margin=-0.1)

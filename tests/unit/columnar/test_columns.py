@@ -1,0 +1,128 @@
+"""Whole-column normalisation gives, value by value, exactly what ``Normaliser.value`` gives."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync_engine.columnar._normalise import PYTHON_SPACES, STABLE, Column, ColumnNormaliser
+from sync_engine.columnar._sets import SetRegistry
+from sync_engine.normalise import FieldValue, InvalidValueError, Normaliser, normalise_text
+from sync_engine.schema import FieldKind
+
+SAMPLES = {
+    FieldKind.EMAIL: [
+        "anna@example.com",
+        " Anna@Example.COM ",
+        "ivan@пример.рф",
+        "a..b@example.com",
+        "x@host.test",
+        "x@local",
+        "a" * 65 + "@example.com",
+        "\u212aelvin@example.com",
+        "",
+    ],
+    FieldKind.PHONE: [
+        "+79261232323",
+        "+7 (926) 123-23-23",
+        "79261232323",
+        "8 (926) 123-23-23",
+        "+11000000001",
+        "+5491112345678",
+        "12",
+        "",
+        "\u00a0+79261232323",
+    ],
+    FieldKind.TEXT: [" Anna ", "Zoe\u0308", "\u2028x\u3000", "\x1fy", "plain", ""],
+    FieldKind.TAGS: ["vip, news", " news ; vip", "a,,b", "Äpfel;b", "", " , "],
+    FieldKind.IDS: ["1,2", "01; 1", "x", "²", "٣", "1," * 3, "9" * 30, ""],
+}
+ASCII_ISH = st.text(alphabet=st.characters(max_codepoint=0x7F, blacklist_characters="\r\n"))
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"))
+
+
+def expected(normaliser: Normaliser, kind: FieldKind, raw: str, *, strict: bool) -> object:
+    """What the row path makes of one value (strict: value or error; lenient: value)."""
+    try:
+        value: FieldValue = normaliser.value(kind, raw)
+    except InvalidValueError as error:
+        if strict:
+            return ("error", str(error))
+        if kind in (FieldKind.TAGS, FieldKind.IDS):
+            return None
+        text = normalise_text(raw)
+        return text.lower() if kind is FieldKind.EMAIL else text
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
+def columnar(
+    values: list[str], kind: FieldKind, *, strict: bool, region: str | None
+) -> list[object]:
+    registry = SetRegistry()
+    normaliser = ColumnNormaliser(Normaliser(default_region=region), registry)
+    column = [Column("v", pl.Series("v", values, dtype=pl.String), kind)]
+    frame = normaliser.strict(column) if strict else normaliser.lenient(column)
+    cells = frame.get_column("v")
+    if kind in (FieldKind.TAGS, FieldKind.IDS):
+        cells = registry.items(cells)
+    result: list[object] = cells.to_list()
+    if strict:
+        errors = frame.get_column("v:error").to_list()
+        result = [("error", e) if e is not None else v for v, e in zip(result, errors, strict=True)]
+    return result
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES))
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("region", [None, "RU"])
+def test_known_hard_values(kind: FieldKind, strict: bool, region: str | None) -> None:
+    values = SAMPLES[kind] * 2  # repeats exercise the once-per-distinct-value path
+    normaliser = Normaliser(default_region=region)
+    want = [expected(normaliser, kind, v, strict=strict) for v in values]
+    assert columnar(values, kind, strict=strict, region=region) == want
+
+
+@given(
+    st.sampled_from(list(SAMPLES)),
+    st.lists(ASCII_ISH | ANY_TEXT, max_size=30),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_random_values(kind: FieldKind, values: list[str], strict: bool) -> None:
+    normaliser = Normaliser()
+    want = [expected(normaliser, kind, v, strict=strict) for v in values]
+    assert columnar(values, kind, strict=strict, region=None) == want
+
+
+def test_sets_become_the_same_id_however_written() -> None:
+    registry = SetRegistry()
+    normaliser = ColumnNormaliser(Normaliser(), registry)
+    raw = pl.Series("t", ["vip,news", "news ; vip", " vip,news,vip", "other"])
+    ids = normaliser.strict([Column("t", raw, FieldKind.TAGS)]).get_column("t").to_list()
+    assert ids[0] == ids[1] == ids[2] != ids[3]
+
+
+def test_python_space_list_is_complete() -> None:
+    """The hard-coded list is exactly what str.isspace() accepts, all of Unicode."""
+    assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == PYTHON_SPACES
+
+
+def test_stable_characters_need_no_normalisation_alone_or_in_pairs() -> None:
+    """Text of STABLE characters (and inner spaces) is its own NFC form: every character
+    is its own NFC, none combines, and no pair composes."""
+    import re
+    import unicodedata
+
+    ranges = re.findall(r"\\x\{([0-9a-f]+)\}-\\x\{([0-9a-f]+)\}", STABLE)
+    chars = [chr(c) for low, high in ranges for c in range(int(low, 16), int(high, 16) + 1)]
+    assert len(chars) > 700
+    for char in chars:
+        assert not char.isspace()
+        assert unicodedata.combining(char) == 0
+        assert unicodedata.normalize("NFC", char) == char
+    for first in [*chars, " "]:
+        for second in [*chars, " "]:
+            pair = first + second
+            assert unicodedata.normalize("NFC", pair) == pair
