@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from conftest import PG_DSN, Provider, config_for, wait_until, write_csv
+from structlog.testing import capture_logs
 
 from sync_engine import Outcome, SyncConfig, SyncEngine, SyncReport
 from sync_engine.emulator import EmulatorOptions
@@ -60,8 +61,10 @@ def make_config(tmp_path: Path, provider: Provider, **kwargs: Any) -> SyncConfig
     )
 
 
-async def sync(config: SyncConfig, provider: Provider, **kwargs: Any) -> SyncReport:
-    async with SyncEngine(config, clock=provider.clock) as engine:
+async def sync(
+    config: SyncConfig, provider: Provider, *, columnar: bool = True, **kwargs: Any
+) -> SyncReport:
+    async with SyncEngine(config, clock=provider.clock, columnar=columnar) as engine:
         report: SyncReport = await engine.run(**kwargs)
         return report
 
@@ -200,20 +203,23 @@ async def test_changed_config_replans(tmp_path: Path, provider: Provider) -> Non
     assert_provider_equals_local(provider)
 
 
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "rows"])
 async def test_rejected_rows_are_held_back_until_changed_or_retried(
-    tmp_path: Path, provider: Provider
+    tmp_path: Path, provider: Provider, columnar: bool
 ) -> None:
     rows = [["good@example.com", "Good"], ["trap@spamtrap.example.com", "Trap"]]
     source = write_csv(tmp_path / "contacts.csv", ["email", "name"], rows)
     config = make_config(tmp_path, provider, source=source, journal={"retry_rejects_after_runs": 2})
-    first = await sync(config, provider)
+    with capture_logs() as logs:
+        first = await sync(config, provider, columnar=columnar)
+    assert ("planned column-wise" in {e["event"] for e in logs}) is columnar
     assert (first.inserted, first.rejected, first.outcome) == (1, 1, Outcome.REJECTED_ROWS)
     (remembered,) = await read_rejects(config)
     assert remembered.key == "trap@spamtrap.example.com"
     imports = provider.emulator.calls["importContacts"]
 
     for held in (1, 2):  # held back, unchanged, for two runs: not sent, still reported
-        report = await sync(config, provider)
+        report = await sync(config, provider, columnar=columnar)
         assert report.plan.held_back == 1
         assert report.plan.changes == 0
         assert report.outcome is Outcome.REJECTED_ROWS
@@ -222,18 +228,18 @@ async def test_rejected_rows_are_held_back_until_changed_or_retried(
         assert f"{held} of 2 runs" in problem.reason
         assert provider.emulator.calls["importContacts"] == imports
 
-    third = await sync(config, provider)  # then offered again
+    third = await sync(config, provider, columnar=columnar)  # then offered again
     assert (third.plan.held_back, third.rejected) == (0, 1)
     assert provider.emulator.calls["importContacts"] == imports + 1
 
     rows[1][1] = "Trap, edited"  # a changed row is offered again at once
     write_csv(source, ["email", "name"], rows)
-    fourth = await sync(config, provider)
+    fourth = await sync(config, provider, columnar=columnar)
     assert (fourth.plan.held_back, fourth.rejected) == (0, 1)
 
     rows.pop()  # gone from the source: forgotten
     write_csv(source, ["email", "name"], rows)
-    fifth = await sync(config, provider)
+    fifth = await sync(config, provider, columnar=columnar)
     assert fifth.outcome is Outcome.SUCCESS
     assert await read_rejects(config) == []
 
