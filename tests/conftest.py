@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -154,3 +156,13 @@ async def wait_until(condition: Callable[[], bool], *, within: float = 30.0) -> 
     with anyio.fail_after(within):
         while not condition():  # noqa: ASYNC110 - observed state, no event to wait on
             await anyio.sleep(0.005)
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m sync_engine ARGS``; the test's event loop keeps serving meanwhile."""
+    result = await anyio.run_process(
+        [sys.executable, "-m", "sync_engine", *args],
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()

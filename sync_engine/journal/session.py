@@ -253,7 +253,7 @@ class RunSession:
             message=report.message or None,
         )
         self._remove_plan_files(self.run_id)
-        await self._prune()
+        await self.journal.prune_batches(self.target, keep_runs=self.settings.keep_batches_of_runs)
 
     async def interrupted(self) -> None:
         """Stopped by a signal or cancellation: the run stays open for the next one."""
@@ -262,12 +262,6 @@ class RunSession:
     async def _add_time(self) -> None:
         elapsed, self._started = time.monotonic() - self._started, time.monotonic()
         await self.journal.add_active_time(self.run_id, elapsed)
-
-    async def _prune(self) -> None:
-        keep = self.settings.keep_batches_of_runs
-        old = await self.journal.history(self.target, keep + 50)
-        for record in old[keep:]:
-            await self.journal.forget_batches(record.id)
 
     def _remove_plan_files(self, run_id: int) -> None:
         folder = self.settings.dir / "plans"

@@ -344,28 +344,19 @@ class Journal:
             for row in rows
         }
 
-    async def unsettled_batches(self, run_id: int) -> list[tuple[int, BatchRecord]]:
-        """Batches of any plan of the run that were sent and never settled."""
-        rows = await self.db.fetch(
-            "SELECT plan_no, number FROM batches WHERE run_id = ? AND state = ?",
-            run_id,
-            BatchState.SENT.value,
-        )
-        found: list[tuple[int, BatchRecord]] = []
-        for plan_no, number in rows:
-            records = await self.batches(run_id, int(plan_no))
-            found.append((int(plan_no), records[int(number)]))
-        return found
+    async def prune_batches(self, target: str, *, keep_runs: int) -> None:
+        """Drop the batch rows of all but the target's last ``keep_runs`` runs (one statement).
 
-    async def batch_counts(self, run_id: int) -> dict[str, int]:
-        rows = await self.db.fetch(
-            "SELECT state, COUNT(*) FROM batches WHERE run_id = ? GROUP BY state", run_id
+        The run rows stay, with their counts, for the history.
+        """
+        await self.db.execute(
+            "DELETE FROM batches WHERE run_id IN (SELECT id FROM runs WHERE target = ? AND id <"
+            " (SELECT MIN(id) FROM (SELECT id FROM runs WHERE target = ? ORDER BY id DESC"
+            " LIMIT ?) AS recent))",
+            target,
+            target,
+            max(1, keep_runs),
         )
-        return {str(state): int(count) for state, count in rows}
-
-    async def forget_batches(self, run_id: int) -> None:
-        """Drop a finished run's batch rows; the run row keeps its counts for history."""
-        await self.db.execute("DELETE FROM batches WHERE run_id = ?", run_id)
 
     # -- rejects ---------------------------------------------------------------------
     async def rejects(self, target: str) -> dict[str, RejectRecord]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import anyio
 import orjson
 import pytest
-from conftest import API_KEY, Provider, serve_provider, write_config, write_csv
+from conftest import API_KEY, Provider, cli, serve_provider, write_config, write_csv
 
 from sync_engine.emulator import EmulatedContact, EmulatorOptions
 
@@ -23,16 +22,6 @@ async def provider() -> AsyncIterator[Provider]:
         EmulatorOptions(export_processing_after=0.01, export_ready_after=0.05), fake_time=False
     ) as served:
         yield served
-
-
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``python -m sync_engine ARGS``; the test's event loop keeps serving meanwhile."""
-    result = await anyio.run_process(
-        [sys.executable, "-m", "sync_engine", *args],
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 def contacts(tmp_path: Path, count: int) -> Path:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import orjson
 import pytest
-from conftest import Provider, serve_provider
+from conftest import Provider, cli, serve_provider
 from databases import PG_DSN, PgSchema, temporary_schema, write_source_config
 
 from sync_engine.emulator import EmulatorOptions
@@ -31,15 +28,6 @@ async def provider() -> AsyncIterator[Provider]:
 async def pg() -> AsyncIterator[PgSchema]:
     async with temporary_schema() as schema:
         yield schema
-
-
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = await anyio.run_process(
-        [sys.executable, "-m", "sync_engine", *args],
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 def config(tmp_path: Path, provider: Provider, pg: PgSchema, **mapping: object) -> Path:

@@ -100,10 +100,14 @@ async def test_batch_states_and_answer_count(journal: Journal) -> None:
     assert batches[1].outcome == {"rows": [], "counts": {"inserted": 2}}
     assert batches[2].state is BatchState.SENT
     assert batches[2].task_id == "task-9"
-    assert [(p, b.number) for p, b in await journal.unsettled_batches(run_id)] == [(1, 2)]
-    assert await journal.batch_counts(run_id) == {"answered": 1, "sent": 1}
-    await journal.forget_batches(run_id)
-    assert await journal.batches(run_id, 1) == {}
+    states = sorted(b.state.value for b in batches.values())
+    assert states == ["answered", "sent"]
+    later = await journal.begin_run(target=TARGET, config_digest="c", mode="upsert", full=False)
+    await journal.batch_pending(later, 1, 1, kind="upsert", keys=["d"], digest="z")
+    await journal.prune_batches(TARGET, keep_runs=1)
+    assert await journal.batches(run_id, 1) == {}  # older runs' batch rows are dropped
+    assert list(await journal.batches(later, 1)) == [1]  # the last run's are kept
+    assert len(await journal.history(TARGET, 10)) == 2  # runs stay for the history
 
 
 async def test_rejects_are_remembered_held_and_forgotten(journal: Journal) -> None:
