@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import anyio
 
-from sync_engine import parse_config
+from sync_engine import UniSenderConfig, parse_config
 from sync_engine.columnar._blocks import export_layout
 from sync_engine.providers.export_file import iter_export_rows
 from sync_engine.providers.unisender import UniSenderProvider
@@ -51,6 +51,7 @@ async def _download(base_url: str, work_dir: Path) -> int:
         }
     )
     async with aiohttp.ClientSession() as session:
+        assert isinstance(config.provider, UniSenderConfig)
         provider = UniSenderProvider(config.provider, session=session, work_dir=work_dir)
         snapshot = await provider.snapshot(list(EXPORT_FIELDS))
         return snapshot.path.stat().st_size

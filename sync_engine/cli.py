@@ -15,8 +15,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import orjson
@@ -31,6 +32,9 @@ from .log import configure_logging
 from .progress import NullProgress, Progress, TerminalProgress
 from .report import SyncReport
 from .sources._dsn import redact_dsn
+
+if TYPE_CHECKING:
+    from .testing import ServableEmulator
 
 __all__ = ["main"]
 
@@ -137,10 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     rejects.set_defaults(handler=_cmd_rejects)
 
     emulate = commands.add_parser("emulate", help="serve the provider emulator")
-    emulate.add_argument("provider", choices=["unisender", "selzy"])
+    emulate.add_argument("provider", choices=sorted(_EMULATORS))
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    emulate.add_argument("--api-key", default=os.environ.get("EMULATOR_API_KEY", "test-key"))
+    emulate.add_argument(
+        "--api-key",
+        "--token",
+        dest="api_key",
+        default=os.environ.get("EMULATOR_API_KEY", "test-key"),
+        help="the credential the emulator accepts (Altcraft calls it a token)",
+    )
     emulate.add_argument("--seed", type=Path, help="JSON file: lists, fields and contacts")
     emulate.add_argument(
         "--export-delay", type=float, default=0.2, help="seconds an export task takes to complete"
@@ -269,7 +279,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"{config.label}: ok")
     print(f"  source: {config.source.describe()}")
     provider = config.provider
-    print(f"  provider: {provider.kind} at {provider.base_url}, list {provider.list_id}")
+    print(f"  provider: {provider.kind} at {provider.base_url}, {provider.scope()}")
     print(f"  key: {config.sync.key}; mode: {config.sync.mode}")
     print("  mapping: " + ", ".join(f"{f} <- {config.rule(f).describe()}" for f in config.mapping))
     journal = config.journal
@@ -433,11 +443,9 @@ def _cmd_rejects(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_emulate(args: argparse.Namespace) -> int:
+def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
     from .emulator import EmulatorOptions, UniSenderEmulator, seed_document
-    from .testing import serve_forever
 
-    configure_logging(log_format="auto")
     options = EmulatorOptions(
         brand=args.provider,
         export_processing_after=args.export_delay / 4,
@@ -445,11 +453,27 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     )
     emulator = UniSenderEmulator(api_key=args.api_key, options=options)
     if args.seed:
-        try:
-            seed_document(emulator, orjson.loads(args.seed.read_bytes()))
-        except (OSError, ValueError) as error:
-            print(f"sync-engine: --seed {args.seed}: {error}", file=sys.stderr)
-            return EXIT_CONFIG
+        seed_document(emulator, orjson.loads(args.seed.read_bytes()))
+    return emulator
+
+
+# ``sync-engine emulate <provider>``: builds the provider's emulator from the arguments
+# (raising OSError/ValueError for a bad --seed file).
+_EMULATORS: dict[str, Callable[[argparse.Namespace], ServableEmulator]] = {
+    "unisender": _unisender_emulator,
+    "selzy": _unisender_emulator,
+}
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from .testing import serve_forever
+
+    configure_logging(log_format="auto")
+    try:
+        emulator = _EMULATORS[args.provider](args)
+    except (OSError, ValueError) as error:
+        print(f"sync-engine: --seed {args.seed}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
 
     def ready(url: str) -> None:
         print(f"{args.provider} emulator listening on {url}", flush=True)

@@ -24,6 +24,7 @@ from .sources._types import DEFAULT_DATE_FORMAT, DEFAULT_DATETIME_FORMAT
 from .transforms import FieldRule, NullPolicy, check_date_format, parse_transforms
 
 __all__ = [
+    "ConfigTable",
     "CsvSourceConfig",
     "DuplicateRule",
     "JournalConfig",
@@ -32,6 +33,8 @@ __all__ = [
     "Mode",
     "NullPolicy",
     "PostgresSourceConfig",
+    "ProviderConfig",
+    "ProviderKind",
     "RemovalKind",
     "SourceConfig",
     "SqliteSourceConfig",
@@ -40,12 +43,13 @@ __all__ = [
     "UniSenderConfig",
     "load_config",
     "parse_config",
+    "positive",
 ]
 
 Mode = Literal["upsert", "mirror", "insert-only", "update-only"]
-KeyKind = Literal["email", "phone", "email_or_phone"]
+KeyKind = Literal["email", "phone", "email_or_phone", "field"]
 RemovalKind = Literal["exclude", "delete"]
-ProviderKind = Literal["unisender", "selzy"]
+ProviderKind = Literal["unisender", "selzy", "esputnik", "yespo", "altcraft"]
 SourceKind = Literal["csv", "jsonl", "postgresql", "postgres", "sqlite"]
 DuplicateRule = Literal["first", "last", "newest"]
 
@@ -140,27 +144,58 @@ SourceConfig = CsvSourceConfig | JsonlSourceConfig | PostgresSourceConfig | Sqli
 
 
 @dataclass(frozen=True, kw_only=True)
-class UniSenderConfig:
+class ProviderConfig:
+    """What every provider's ``[provider]`` section has; each provider adds its own keys.
+
+    ``api_key`` is the account's credential whatever the provider calls it (a token for
+    Altcraft); it never leaves the provider client.
+    """
+
+    kind: str
+    base_url: str
+    api_key: Secret
+    timeout: float = 30.0
+    batch_size: int
+    concurrency: int = 4
+    max_attempts: int = 5
+
+    def scope(self) -> str:
+        """The part of the account a sync owns (``list/7``, ``group/VIP``), for the journal."""
+        return "all"
+
+    def fingerprint(self) -> list[object]:
+        """What of this section shapes a plan (never secrets or timeouts)."""
+        return [self.kind, self.base_url, self.scope(), self.batch_size]
+
+    def secrets(self) -> list[str]:
+        return [self.api_key.reveal()]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UniSenderConfig(ProviderConfig):
     """UniSender or Selzy: one API, two hosts. Defaults follow the documented limits."""
 
-    kind: ProviderKind = "unisender"
+    kind: str = "unisender"
     base_url: str = DEFAULT_BASE_URLS["unisender"]
     lang: Literal["en", "ru", "ua"] = "en"
-    api_key: Secret
     list_id: int | None = None
     overwrite_tags: bool = False
     overwrite_lists: bool = False
     timeout: float = 30.0  # per call, as the importContacts page recommends
     batch_size: int = 500  # documented maximum rows per importContacts call
-    concurrency: int = 4
     rate_limit: int = 1200  # calls per rate_period per API key, for the whole API
     rate_period: float = 60.0
     export_rate_limit: int = 20  # async/exportContacts: 20 per 60 s
     export_timeout: float = 3600.0  # overall wait for the export task
     export_poll_interval: float = 1.0  # first poll delay; grows to export_poll_max
     export_poll_max: float = 15.0
-    max_attempts: int = 5
     platform: str = "sync-engine"
+
+    def scope(self) -> str:
+        return f"list/{self.list_id}" if self.list_id is not None else "all"
+
+    def fingerprint(self) -> list[object]:
+        return [*super().fingerprint(), self.overwrite_tags, self.overwrite_lists]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +204,7 @@ class SyncSettings:
 
     mode: Mode = "upsert"
     key: KeyKind = "email"
+    key_field: str | None = None  # key = "field": the mapped provider field that is the key
     default_region: str | None = None  # ISO country for phones written without +CC
     removal: RemovalKind = "exclude"  # mirror mode: leave the synced list, or delete
     max_delete_share: float = 0.10
@@ -208,7 +244,7 @@ class SyncConfig:
     """
 
     source: SourceConfig
-    provider: UniSenderConfig
+    provider: ProviderConfig
     sync: SyncSettings = field(default_factory=SyncSettings)
     mapping: Mapping[str, str]
     journal: JournalConfig = field(default_factory=JournalConfig)
@@ -228,7 +264,7 @@ class SyncConfig:
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
-        values = [self.provider.api_key.reveal()]
+        values = self.provider.secrets()
         if isinstance(self.source, PostgresSourceConfig):
             values.extend(dsn_secrets(self.source.dsn.reveal()))
         if self.journal.dsn is not None:
@@ -269,7 +305,7 @@ def parse_config(
     label = str(path) if path else "<config>"
     base_dir = path.parent if path else Path.cwd()
     environ = os.environ if env is None else env
-    root = _Table(raw, label, "", environ)
+    root = ConfigTable(raw, label, "", environ)
     source = _parse_source(root.table("source", required=True), base_dir)
     provider = _parse_provider(root.table("provider", required=True))
     sync = _parse_sync(root.table("sync"))
@@ -293,7 +329,7 @@ def parse_config(
     return config
 
 
-class _Table:
+class ConfigTable:
     """Typed access to one TOML table that remembers which keys were used."""
 
     def __init__(self, data: Any, label: str, name: str, env: Mapping[str, str]) -> None:
@@ -308,13 +344,13 @@ class _Table:
     def where(self, key: str) -> str:
         return f"{self._label}: [{self._name}] {key}" if self._name else f"{self._label}: {key}"
 
-    def table(self, key: str, *, required: bool = False) -> _Table:
+    def table(self, key: str, *, required: bool = False) -> ConfigTable:
         self._used.add(key)
         if key not in self._data:
             if required:
                 raise ConfigError(f"{self._label}: missing section [{key}]")
-            return _Table({}, self._label, key, self._env)
-        return _Table(self._data[key], self._label, key, self._env)
+            return ConfigTable({}, self._label, key, self._env)
+        return ConfigTable(self._data[key], self._label, key, self._env)
 
     def get(self, key: str, kind: type[T], default: T) -> T:
         self._used.add(key)
@@ -361,10 +397,10 @@ class _Table:
             raise ConfigError(f"{self.where(key)} is empty")
         return Secret(value.strip())
 
-    def nested(self, key: str) -> _Table:
+    def nested(self, key: str) -> ConfigTable:
         """A table inside this one, named ``[this.key]`` in messages."""
         self._used.add(key)
-        return _Table(self._data[key], self._label, f"{self._name}.{key}", self._env)
+        return ConfigTable(self._data[key], self._label, f"{self._name}.{key}", self._env)
 
     def items(self) -> list[tuple[str, Any]]:
         self._used.update(self._data)
@@ -397,7 +433,7 @@ def _resolve(base_dir: Path, text: str) -> Path:
     return candidate if candidate.is_absolute() else base_dir / candidate
 
 
-def _parse_source(table: _Table, base_dir: Path) -> SourceConfig:
+def _parse_source(table: ConfigTable, base_dir: Path) -> SourceConfig:
     kind = table.choice("type", SourceKind, "csv")
     common = _source_settings(table)
     source: SourceConfig
@@ -420,8 +456,8 @@ def _parse_source(table: _Table, base_dir: Path) -> SourceConfig:
             **common,
             path=_required_path(table, base_dir),
             **_query_or_table(table),
-            chunk_size=_positive(table, "chunk_size", int, 5000, maximum=1_000_000),
-            timeout=_positive(table, "timeout", float, 5.0),
+            chunk_size=positive(table, "chunk_size", int, 5000, maximum=1_000_000),
+            timeout=positive(table, "timeout", float, 5.0),
             statement_timeout=_not_negative(table, "statement_timeout", 300.0),
         )
     else:
@@ -429,15 +465,15 @@ def _parse_source(table: _Table, base_dir: Path) -> SourceConfig:
             **common,
             dsn=_dsn(table),
             **_query_or_table(table),
-            chunk_size=_positive(table, "chunk_size", int, 5000, maximum=1_000_000),
-            connect_timeout=_positive(table, "connect_timeout", float, 10.0),
+            chunk_size=positive(table, "chunk_size", int, 5000, maximum=1_000_000),
+            connect_timeout=positive(table, "connect_timeout", float, 10.0),
             statement_timeout=_not_negative(table, "statement_timeout", 300.0),
         )
     table.finish()
     return source
 
 
-def _source_settings(table: _Table) -> dict[str, Any]:
+def _source_settings(table: ConfigTable) -> dict[str, Any]:
     """The keys every source type shares (see ``SourceSettings``)."""
     duplicates = table.choice("duplicates", DuplicateRule, "first")
     newest_by = table.optional("newest_by", str)
@@ -466,14 +502,14 @@ def _source_settings(table: _Table) -> dict[str, Any]:
     }
 
 
-def _required_path(table: _Table, base_dir: Path) -> Path:
+def _required_path(table: ConfigTable, base_dir: Path) -> Path:
     path_text = table.get("path", str, "")
     if not path_text:
         raise ConfigError(f"{table.where('path')} is required")
     return _resolve(base_dir, path_text)
 
 
-def _dsn(table: _Table) -> Secret:
+def _dsn(table: ConfigTable) -> Secret:
     dsn = table.secret("dsn")
     if not re.match(r"^postgres(ql)?://", dsn.reveal()):
         raise ConfigError(
@@ -483,7 +519,7 @@ def _dsn(table: _Table) -> Secret:
     return dsn
 
 
-def _query_or_table(table: _Table) -> dict[str, Any]:
+def _query_or_table(table: ConfigTable) -> dict[str, Any]:
     """Exactly one of ``query`` and ``table``; ``columns`` only with a table."""
     query = table.optional("query", str)
     name = table.optional("table", str)
@@ -510,7 +546,7 @@ def _query_or_table(table: _Table) -> dict[str, Any]:
     }
 
 
-def _date_format(table: _Table, key: str, default: str) -> str:
+def _date_format(table: ConfigTable, key: str, default: str) -> str:
     text = table.get(key, str, default)
     try:
         return check_date_format(text)
@@ -518,14 +554,14 @@ def _date_format(table: _Table, key: str, default: str) -> str:
         raise ConfigError(f"{table.where(key)}: {error}") from None
 
 
-def _not_negative(table: _Table, key: str, default: float) -> float:
+def _not_negative(table: ConfigTable, key: str, default: float) -> float:
     value = table.get(key, float, default)
     if value < 0:
         raise ConfigError(f"{table.where(key)} must be 0 (no limit) or more; got {value}")
     return value
 
 
-def _encoding(table: _Table, default: str) -> str:
+def _encoding(table: ConfigTable, default: str) -> str:
     import codecs
 
     name = table.get("encoding", str, default)
@@ -536,8 +572,8 @@ def _encoding(table: _Table, default: str) -> str:
     return name
 
 
-def _positive(
-    table: _Table, key: str, kind: type[T], default: T, maximum: float | None = None
+def positive(
+    table: ConfigTable, key: str, kind: type[T], default: T, maximum: float | None = None
 ) -> T:
     value = table.get(key, kind, default)
     assert isinstance(value, int | float)
@@ -547,39 +583,51 @@ def _positive(
     return value
 
 
-def _parse_provider(table: _Table) -> UniSenderConfig:
+def _parse_provider(table: ConfigTable) -> ProviderConfig:
+    from .providers.registry import provider_spec
+
     kind = table.choice("type", ProviderKind, "unisender")
-    base_url = table.get("base_url", str, DEFAULT_BASE_URLS[kind]).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", base_url):
-        raise ConfigError(f"{table.where('base_url')} must be an http(s) URL; got {base_url!r}")
+    config = provider_spec(kind).parse_config(table, kind)
+    table.finish()
+    return config
+
+
+def base_url(table: ConfigTable, default: str) -> str:
+    """The ``base_url`` key: an http(s) URL without a trailing slash."""
+    url = table.get("base_url", str, default).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{table.where('base_url')} must be an http(s) URL; got {url!r}")
+    return url
+
+
+def parse_unisender(table: ConfigTable, kind: str) -> UniSenderConfig:
+    """``[provider]`` for UniSender and Selzy."""
     list_id = table.optional("list_id", int)
     if list_id is not None and list_id <= 0:
         raise ConfigError(f"{table.where('list_id')} must be a positive list id")
-    config = UniSenderConfig(
+    return UniSenderConfig(
         kind=kind,
-        base_url=base_url,
+        base_url=base_url(table, DEFAULT_BASE_URLS[kind]),
         lang=table.choice("lang", Literal["en", "ru", "ua"], "en"),
         api_key=table.secret("api_key"),
         list_id=list_id,
         overwrite_tags=table.get("overwrite_tags", bool, False),
         overwrite_lists=table.get("overwrite_lists", bool, False),
-        timeout=_positive(table, "timeout", float, 30.0),
-        batch_size=_positive(table, "batch_size", int, 500, maximum=500),
-        concurrency=_positive(table, "concurrency", int, 4, maximum=64),
-        rate_limit=_positive(table, "rate_limit", int, 1200),
-        rate_period=_positive(table, "rate_period", float, 60.0),
-        export_rate_limit=_positive(table, "export_rate_limit", int, 20),
-        export_timeout=_positive(table, "export_timeout", float, 3600.0),
-        export_poll_interval=_positive(table, "export_poll_interval", float, 1.0),
-        export_poll_max=_positive(table, "export_poll_max", float, 15.0),
-        max_attempts=_positive(table, "max_attempts", int, 5, maximum=50),
+        timeout=positive(table, "timeout", float, 30.0),
+        batch_size=positive(table, "batch_size", int, 500, maximum=500),
+        concurrency=positive(table, "concurrency", int, 4, maximum=64),
+        rate_limit=positive(table, "rate_limit", int, 1200),
+        rate_period=positive(table, "rate_period", float, 60.0),
+        export_rate_limit=positive(table, "export_rate_limit", int, 20),
+        export_timeout=positive(table, "export_timeout", float, 3600.0),
+        export_poll_interval=positive(table, "export_poll_interval", float, 1.0),
+        export_poll_max=positive(table, "export_poll_max", float, 15.0),
+        max_attempts=positive(table, "max_attempts", int, 5, maximum=50),
         platform=table.get("platform", str, "sync-engine"),
     )
-    table.finish()
-    return config
 
 
-def _parse_sync(table: _Table) -> SyncSettings:
+def _parse_sync(table: ConfigTable) -> SyncSettings:
     share = table.get("max_delete_share", float, 0.10)
     if not 0.0 <= share <= 1.0:
         raise ConfigError(f"{table.where('max_delete_share')} must be between 0 and 1; got {share}")
@@ -593,9 +641,18 @@ def _parse_sync(table: _Table) -> SyncSettings:
         region = region.upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError(f"{table.where('default_region')}: unknown region {region!r}")
+    key = table.choice("key", KeyKind, "email")
+    key_field = table.optional("key_field", str)
+    if key == "field" and not key_field:
+        raise ConfigError(
+            f'{table.where("key")} = "field" needs key_field: the [mapping] field that is the key'
+        )
+    if key != "field" and key_field is not None:
+        raise ConfigError(f'{table.where("key_field")} applies only with key = "field"')
     settings = SyncSettings(
         mode=table.choice("mode", Mode, "upsert"),
-        key=table.choice("key", KeyKind, "email"),
+        key=key,
+        key_field=key_field,
         default_region=region,
         removal=table.choice("removal", RemovalKind, "exclude"),
         max_delete_share=share,
@@ -605,7 +662,7 @@ def _parse_sync(table: _Table) -> SyncSettings:
     return settings
 
 
-def _parse_journal(table: _Table, base_dir: Path) -> JournalConfig:
+def _parse_journal(table: ConfigTable, base_dir: Path) -> JournalConfig:
     dsn = table.secret("dsn") if table.optional("dsn", str) is not None else None
     if dsn is not None and not re.match(r"^postgres(ql)?://", dsn.reveal()):
         raise ConfigError(f"{table.where('dsn')} must be a postgresql:// URL")
@@ -622,17 +679,17 @@ def _parse_journal(table: _Table, base_dir: Path) -> JournalConfig:
         dir=_resolve(base_dir, table.get("dir", str, ".sync-engine")),
         dsn=dsn,
         schema=schema,
-        max_plan_age=_positive(table, "max_plan_age", float, 6 * 3600.0),
+        max_plan_age=positive(table, "max_plan_age", float, 6 * 3600.0),
         drain_timeout=drain,
         lock_wait=wait,
-        retry_rejects_after_runs=_positive(table, "retry_rejects_after_runs", int, 5),
-        keep_batches_of_runs=_positive(table, "keep_batches_of_runs", int, 20),
+        retry_rejects_after_runs=positive(table, "retry_rejects_after_runs", int, 5),
+        keep_batches_of_runs=positive(table, "keep_batches_of_runs", int, 20),
     )
     table.finish()
     return journal
 
 
-def _parse_mapping(table: _Table) -> tuple[dict[str, str], dict[str, FieldRule]]:
+def _parse_mapping(table: ConfigTable) -> tuple[dict[str, str], dict[str, FieldRule]]:
     """``field = "column"``, or a table (inline or ``[mapping.Field]``) with transforms."""
     mapping: dict[str, str] = {}
     rules: dict[str, FieldRule] = {}
@@ -658,7 +715,7 @@ def _parse_mapping(table: _Table) -> tuple[dict[str, str], dict[str, FieldRule]]
     return mapping, rules
 
 
-def _parse_rule(table: _Table) -> FieldRule:
+def _parse_rule(table: ConfigTable) -> FieldRule:
     column = table.get("column", str, "")
     if not column:
         raise ConfigError(f"{table.where('column')} is required: the local column to read")
@@ -689,12 +746,14 @@ def _parse_rule(table: _Table) -> FieldRule:
 
 def _check_rules(config: SyncConfig, label: str) -> None:
     """Options that make sense only for some kinds of field."""
-    from .providers.unisender import UNISENDER_SCHEMA
+    from .providers.registry import provider_spec
     from .schema import FieldKind
+
+    schema = provider_spec(config.provider.kind).schema
 
     sets = (FieldKind.TAGS, FieldKind.IDS)
     for name, rule in config.field_rules.items():
-        kind = UNISENDER_SCHEMA.kind(name)
+        kind = schema.kind(name)
         where = f"{label}: [mapping.{name}]"
         if rule.split is not None and kind not in sets:
             raise ConfigError(
@@ -726,28 +785,48 @@ def _check_source_columns(config: SyncConfig, label: str) -> None:
 
 
 def _check_consistency(config: SyncConfig, label: str) -> None:
-    from .providers.unisender import UNISENDER_SCHEMA
+    from .providers.registry import provider_spec
 
+    spec = provider_spec(config.provider.kind)
     mapping = config.mapping
-    key = config.sync.key
-    needed = {"email": ["email"], "phone": ["phone"], "email_or_phone": ["email", "phone"]}[key]
+    sync = config.sync
+    if sync.key == "field":
+        assert sync.key_field is not None
+        needed = [sync.key_field]
+    else:
+        needed = {"email": ["email"], "phone": ["phone"], "email_or_phone": ["email", "phone"]}[
+            sync.key
+        ]
     missing = [name for name in needed if name not in mapping]
     if missing:
-        raise ConfigError(
-            f'{label}: [sync] key = {key!r} needs [mapping] {missing[0]} = "<local column>"'
-        )
+        what = f"key_field = {sync.key_field!r}" if sync.key == "field" else f"key = {sync.key!r}"
+        raise ConfigError(f'{label}: [sync] {what} needs [mapping] {missing[0]} = "<local column>"')
     for name in mapping:
-        if name in UNISENDER_SCHEMA.reserved:
+        if name in spec.schema.reserved:
             raise ConfigError(
                 f"{label}: [mapping] {name}: this field is the provider's to manage"
                 " (statuses and consent are never overwritten from local data)"
             )
+    spec.validate(config, label)
+
+
+def check_unisender(config: SyncConfig, label: str) -> None:
+    """UniSender's own rules: its keys, its 50 user fields, its list options."""
+    from .providers.unisender import UNISENDER_SCHEMA
+
+    provider = config.provider
+    assert isinstance(provider, UniSenderConfig)
+    mapping = config.mapping
+    if config.sync.key == "field":
+        raise ConfigError(
+            f'{label}: [sync] key = "field": {provider.kind} imports match contacts by email'
+            " or phone only"
+        )
     user_fields = [n for n in mapping if n not in UNISENDER_SCHEMA.system]
     if len(user_fields) > 50:
         raise ConfigError(
             f"{label}: [mapping] maps {len(user_fields)} user fields; the limit is 50"
         )
-    provider = config.provider
     if provider.overwrite_lists and not {"email_list_ids", "phone_list_ids"} & set(mapping):
         raise ConfigError(
             f"{label}: [provider] overwrite_lists = true replaces every list of a contact, so it"

@@ -60,12 +60,17 @@ class ContactBuilder:
         schema: FieldSchema,
         normaliser: Normaliser,
         key: str,
+        key_field: str | None = None,
         implicit_list_id: int | None = None,
     ) -> None:
         self.mapping = dict(mapping)
         self.schema = schema
         self.normaliser = normaliser
         self.key_kind = key
+        # key = "field": the provider field (an external id, a custom field) that is the key
+        self.key_field = key_field if key == "field" else None
+        if key == "field" and not key_field:
+            raise ValueError('key = "field" needs key_field')
         self.implicit_list_id = str(implicit_list_id) if implicit_list_id is not None else None
         fields = list(mapping)
         if self.implicit_list_id is not None:
@@ -135,6 +140,9 @@ class ContactBuilder:
             values[target] = current | {self.implicit_list_id}
 
     def _key(self, values: Mapping[str, FieldValue]) -> str | None:
+        if self.key_field is not None:
+            value = values.get(self.key_field)
+            return value if isinstance(value, str) and value else None
         email = values.get("email")
         phone = values.get("phone")
         if self.key_kind == "email":
@@ -149,15 +157,21 @@ class ContactBuilder:
     @property
     def key_label(self) -> str:
         """How reports name the sync key: "email", "phone" or "email or phone"."""
+        if self.key_field is not None:
+            return self.key_field
         return {"email": "email", "phone": "phone"}.get(self.key_kind, "email or phone")
 
     @property
     def key_column(self) -> str | None:
         """The local column a missing key is reported against."""
+        if self.key_field is not None:
+            return self.mapping.get(self.key_field)
         return self.mapping.get("phone" if self.key_kind == "phone" else "email")
 
     def identity(self, key: str) -> dict[str, FieldValue]:
         """The provider fields that identify a contact known only by its key."""
+        if self.key_field is not None:
+            return {self.key_field: key}
         if "@" in key:
             return {"email": key}
         return {"phone": key}

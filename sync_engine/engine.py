@@ -56,11 +56,10 @@ from .plan import (
     SampleChange,
 )
 from .progress import NullProgress, Progress
-from .providers.base import RemoteSnapshot
-from .providers.unisender import UniSenderProvider
+from .providers.base import Provider, RemoteSnapshot
+from .providers.registry import ProviderContext, open_provider
 from .records import RowOrigin, RowProblem
 from .report import Outcome, Problem, ProblemSink, SyncReport
-from .schema import FieldKind
 from .sources import (
     CsvSource,
     IterableSource,
@@ -104,7 +103,7 @@ class SyncEngine:
         self._rng = rng
         self._progress = progress or NullProgress()
         self._work_dir: Path | None = None
-        self._provider: UniSenderProvider | None = None
+        self._provider: Provider | None = None
         self._executor: Executor | None = None
         # False forces the row path (for tests and benchmarks that compare the two).
         self._columnar = columnar
@@ -118,15 +117,15 @@ class SyncEngine:
             connector=aiohttp.TCPConnector(limit=max(8, self.config.provider.concurrency * 2)),
             headers={"User-Agent": "sync-engine"},
         )
-        self._provider = UniSenderProvider(
-            self.config.provider,
-            session=self._session,
-            work_dir=self._work_dir,
-            key=self.config.sync.key,
-            removal=self.config.sync.removal,
-            clock=self._clock,
-            rng=self._rng,
-            on_progress=self._progress.update,
+        self._provider = open_provider(
+            self.config,
+            ProviderContext(
+                session=self._session,
+                work_dir=self._work_dir,
+                clock=self._clock,
+                rng=self._rng,
+                on_progress=self._progress.update,
+            ),
         )
         return self
 
@@ -283,13 +282,14 @@ class SyncEngine:
         return await self._provider.check(self._builder(self._provider).fields)
 
     # -- the run ----------------------------------------------------------------------
-    def _builder(self, provider: UniSenderProvider) -> ContactBuilder:
+    def _builder(self, provider: Provider) -> ContactBuilder:
         return ContactBuilder(
             mapping=self.config.mapping,
             schema=provider.schema,
             normaliser=Normaliser(default_region=self.config.sync.default_region),
             key=self.config.sync.key,
-            implicit_list_id=self.config.provider.list_id,
+            key_field=self.config.sync.key_field,
+            implicit_list_id=provider.synced_list_id,
         )
 
     async def _run(
@@ -646,15 +646,8 @@ class SyncEngine:
         return result
 
     def _additive(self, builder: ContactBuilder) -> frozenset[str]:
-        provider = self.config.provider
-        additive = set()
-        for name in builder.fields:
-            kind = builder.schema.kind(name)
-            if (kind is FieldKind.TAGS and not provider.overwrite_tags) or (
-                kind is FieldKind.IDS and not provider.overwrite_lists
-            ):
-                additive.add(name)
-        return frozenset(additive)
+        assert self._provider is not None
+        return self._provider.additive(builder.fields)
 
     @contextmanager
     def _stage(self, report: SyncReport, name: str) -> Iterator[None]:

@@ -157,8 +157,16 @@ class Executor:
         if prior.state.settled:
             self._replay(batch, prior)
             return False
-        if prior.state is BatchState.SENT and not self.provider.resend_is_safe(batch):
+        if prior.state is not BatchState.SENT:
+            return True
+        safe = self.provider.resend_is_safe(batch)
+        # A task id settles the batch exactly (and spares a resend); without one, an unsafe
+        # batch still asks the provider, which may know by other means.
+        if prior.task_id is not None or not safe:
             outcome = await self.provider.settle(batch, prior.task_id)
+            if outcome is None and safe:
+                log.info("resending a batch whose answer was lost", batch=batch.number)
+                return True
             if outcome is None:
                 reason = (
                     f"batch {batch.number} was sent by an earlier attempt and its outcome is"
@@ -170,8 +178,7 @@ class Executor:
                 await ledger.answered(batch, outcome)
                 self._record(batch, outcome)
             return False
-        if prior.state is BatchState.SENT:
-            log.info("resending a batch whose answer was lost", batch=batch.number)
+        log.info("resending a batch whose answer was lost", batch=batch.number)
         return True
 
     def _replay(self, batch: Batch, prior: BatchRecord) -> None:

@@ -71,6 +71,7 @@ class LocalContacts:
                 schema=builder.schema,
                 normaliser=builder.normaliser,
                 key=builder.key_kind,
+                key_field=builder.key_field,
                 implicit_list_id=(
                     int(builder.implicit_list_id) if builder.implicit_list_id is not None else None
                 ),

@@ -9,20 +9,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from aiohttp import web
 from yarl import URL
 
-from .emulator import UniSenderEmulator
+__all__ = ["ServableEmulator", "running_emulator", "serve_forever"]
 
-__all__ = ["running_emulator", "serve_forever"]
+
+class ServableEmulator(Protocol):
+    """Any provider emulator: it builds the aiohttp application that serves its API."""
+
+    def app(self) -> web.Application: ...
+
+    async def aclose(self) -> None: ...
+
 
 # In-flight requests get this long to finish when a server stops; tests should not wait more.
 _SHUTDOWN_TIMEOUT = 2.0
 
 
 @asynccontextmanager
-async def _serving(emulator: UniSenderEmulator, host: str, port: int) -> AsyncIterator[str]:
+async def _serving(emulator: ServableEmulator, host: str, port: int) -> AsyncIterator[str]:
     runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
@@ -36,7 +44,7 @@ async def _serving(emulator: UniSenderEmulator, host: str, port: int) -> AsyncIt
 
 @asynccontextmanager
 async def running_emulator(
-    emulator: UniSenderEmulator, *, host: str = "127.0.0.1"
+    emulator: ServableEmulator, *, host: str = "127.0.0.1"
 ) -> AsyncIterator[str]:
     """Serve the emulator on a free loopback port; yields a base URL like ``http://127.0.0.1:PORT``."""
     async with _serving(emulator, host, 0) as base_url:
@@ -44,7 +52,7 @@ async def running_emulator(
 
 
 async def serve_forever(
-    emulator: UniSenderEmulator,
+    emulator: ServableEmulator,
     *,
     host: str,
     port: int,

@@ -24,6 +24,7 @@ class Shape:
         self.exact = tuple(i for i, f in enumerate(self.fields) if f not in additive)
         self.additive = tuple(i for i, f in enumerate(self.fields) if f in additive)
         self.key_kind = builder.key_kind
+        self.key_field = builder.key_field
 
     @staticmethod
     def value(index: int) -> str:
@@ -41,7 +42,9 @@ class Shape:
         return pl.when(column != "").then(column)
 
     def key(self) -> pl.Expr:
-        """``ContactBuilder._key``: email, phone, or the first of the two that is present."""
+        """``ContactBuilder._key``: email, phone, the first of the two present, or a field."""
+        if self.key_field is not None:
+            return self._present(self.key_field)
         if self.key_kind == "email":
             return self._present("email")
         if self.key_kind == "phone":

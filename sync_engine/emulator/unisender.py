@@ -138,6 +138,7 @@ class UniSenderEmulator:
             processing_after=opts.export_processing_after, ready_after=opts.export_ready_after
         )
         self._window = CallWindow(limit=opts.rate_limit, window=opts.rate_limit_window)
+        self._answers_released: anyio.Event | None = None
         self._export_window = CallWindow(
             limit=opts.export_rate_limit, window=opts.rate_limit_window
         )
@@ -259,7 +260,25 @@ class UniSenderEmulator:
             return error_response("invalid_arg", str(exc))
         if method == "importContacts" and self.options.import_answer_delay:
             await anyio.sleep(self.options.import_answer_delay)
+        if method == "importContacts" and self._answers_released is not None:
+            await self._answers_released.wait()
         return json_response(body)
+
+    def hold_import_answers(self) -> Callable[[], None]:
+        """Apply imports but hold their answers until the returned function is called.
+
+        For tests that need a run to stay in flight for as long as they take, whatever the
+        machine's speed (rather than a delay that a slow machine might outlast).
+        """
+        released = anyio.Event()
+        self._answers_released = released
+
+        def release() -> None:
+            if self._answers_released is released:
+                self._answers_released = None
+            released.set()
+
+        return release
 
     def _admit(self, key: str, method: str, now: float) -> bool:
         """Count the call against the provider's limits, or refuse it (refusals are not counted)."""

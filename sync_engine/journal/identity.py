@@ -26,8 +26,7 @@ def target_of(config: SyncConfig) -> str:
     account = hashlib.blake2b(
         provider.api_key.reveal().encode(), digest_size=4, person=b"sync-engine-acct"
     ).hexdigest()
-    scope = f"list/{provider.list_id}" if provider.list_id is not None else "all"
-    return f"{provider.kind}://{host}/{scope}#{account}"
+    return f"{provider.kind}://{host}/{provider.scope()}#{account}"
 
 
 def config_digest(config: SyncConfig) -> str:
@@ -37,13 +36,6 @@ def config_digest(config: SyncConfig) -> str:
         "source": repr(config.source),
         "mapping": sorted(config.mapping.items()),
         "sync": dataclasses.asdict(config.sync),
-        "provider": [
-            provider.kind,
-            provider.base_url,
-            provider.list_id,
-            provider.overwrite_tags,
-            provider.overwrite_lists,
-            provider.batch_size,
-        ],
+        "provider": provider.fingerprint(),
     }
     return xxhash.xxh3_64_hexdigest(orjson.dumps(shape, default=str))

@@ -107,6 +107,18 @@ class Provider(Protocol):
     limits: ProviderLimits
     stats: ProviderStats
 
+    @property
+    def synced_list_id(self) -> int | None:
+        """A list id every local contact gets in its list-id fields (UniSender), or None.
+
+        Providers whose membership is a request option (eSputnik's groups) return None.
+        """
+        ...
+
+    def additive(self, fields: Sequence[str]) -> frozenset[str]:
+        """The synced fields the provider adds to rather than replaces (compared as subsets)."""
+        ...
+
     async def check(self, fields: Sequence[str]) -> list[str]:
         """Pre-flight: verify the account, list and fields; return warnings.
 
@@ -132,7 +144,9 @@ class Provider(Protocol):
     async def settle(self, batch: Batch, task_id: str | None) -> BatchOutcome | None:
         """The outcome of a batch sent by an earlier attempt whose answer was lost.
 
-        Asked only where resending is not safe; None when the provider cannot tell.
+        Asked whenever the journal holds a task id for the batch (an import session, a
+        batch task), and for batches that are not safe to resend. None when the provider
+        cannot tell: the batch is then resent if that is safe, else reported unknown.
         """
         ...
 

@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 
 from sync_engine.clock import Clock, LoopClock
-from sync_engine.config import UniSenderConfig
+from sync_engine.config import SyncConfig, UniSenderConfig, check_unisender, parse_unisender
 from sync_engine.contact import RemoteRecord
 from sync_engine.errors import ConfigError, ExportError, FatalProviderError, ProviderError
 from sync_engine.normalise import FieldValue
@@ -33,8 +33,9 @@ from . import _http
 from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
 from .base import BatchEvents, BatchOutcome, ProviderLimits, ProviderStats
 from .export_file import iter_export_rows
+from .registry import ProviderContext, ProviderSpec
 
-__all__ = ["LOCKED_EMAIL_STATUSES", "UNISENDER_SCHEMA", "UniSenderProvider"]
+__all__ = ["LOCKED_EMAIL_STATUSES", "SPEC", "UNISENDER_SCHEMA", "UniSenderProvider"]
 
 log = structlog.get_logger("sync_engine.unisender")
 
@@ -137,6 +138,21 @@ class UniSenderProvider:
 
     async def aclose(self) -> None:
         """Nothing to release: the session belongs to the engine."""
+
+    @property
+    def synced_list_id(self) -> int | None:
+        return self.config.list_id
+
+    def additive(self, fields: Sequence[str]) -> frozenset[str]:
+        """Tags and list ids are added to, unless the config says to overwrite them."""
+        additive = set()
+        for name in fields:
+            kind = self.schema.kind(name)
+            if (kind is FieldKind.TAGS and not self.config.overwrite_tags) or (
+                kind is FieldKind.IDS and not self.config.overwrite_lists
+            ):
+                additive.add(name)
+        return frozenset(additive)
 
     # -- calls ------------------------------------------------------------------------
     def _url(self, method: str) -> str:
@@ -453,3 +469,25 @@ class ExportSnapshot:
                 yield RemoteRecord(item.origin, values, self.lock(values))
             else:
                 yield item
+
+
+def _open(config: SyncConfig, context: ProviderContext) -> UniSenderProvider:
+    assert isinstance(config.provider, UniSenderConfig)
+    return UniSenderProvider(
+        config.provider,
+        session=context.session,
+        work_dir=context.work_dir,
+        key=config.sync.key,
+        removal=config.sync.removal,
+        clock=context.clock,
+        rng=context.rng,
+        on_progress=context.on_progress,
+    )
+
+
+SPEC = ProviderSpec(
+    schema=UNISENDER_SCHEMA,
+    parse_config=parse_unisender,
+    validate=check_unisender,
+    open=_open,
+)

@@ -211,6 +211,7 @@ async def test_two_concurrent_runs_one_refuses_or_waits(
     if journal == "postgres":
         settings = {"dsn": PG_DSN, "schema": pg_schema}
     config = config_file(tmp_path, provider, 3000, **settings)
+    release = provider.emulator.hold_import_answers()  # the first run stays in flight
     first = await start_cli("run", "--config", str(config), "--json")
     await wait_for_imports(provider, 2)
     code, out, err = await finish(await start_cli("run", "--config", str(config)))
@@ -218,6 +219,7 @@ async def test_two_concurrent_runs_one_refuses_or_waits(
     assert "another run of unisender://" in err
     assert out == ""
     waiting = await start_cli("run", "--config", str(config), "--wait", "60", "--json")
+    release()
     code, out, err = await finish(first)
     assert code == 0, err
     assert orjson.loads(out)["applied"]["inserted"] == 3000

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sync_engine import ConfigError, CsvSourceConfig, JsonlSourceConfig, load_config, parse_config
+from sync_engine import (
+    ConfigError,
+    CsvSourceConfig,
+    JsonlSourceConfig,
+    UniSenderConfig,
+    load_config,
+    parse_config,
+)
 
 MINIMAL = """
 [source]
@@ -33,6 +40,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL), env={"UNI_KEY": "k-123456"})
     assert isinstance(config.source, CsvSourceConfig)
     assert config.source.path == tmp_path / "contacts.csv"
+    assert isinstance(config.provider, UniSenderConfig)
     assert config.provider.batch_size == 500
     assert config.provider.rate_limit == 1200
     assert config.provider.export_rate_limit == 20
@@ -136,3 +144,27 @@ def test_parse_config_accepts_a_mapping() -> None:
     assert isinstance(config.source, JsonlSourceConfig)
     assert config.source.path == Path("/data/x.jsonl")
     assert config.label == "<config>"
+
+
+def test_key_field_needs_a_mapped_field_and_a_provider_that_matches_by_it(tmp_path: Path) -> None:
+    """``key = "field"`` names its field; UniSender (email/phone only) refuses it clearly."""
+    text = MINIMAL + '\n[sync]\nkey = "field"\n'
+    with pytest.raises(ConfigError, match=r"\[sync\] key = \"field\" needs key_field"):
+        load_config(write(tmp_path, text), env={"UNI_KEY": "k"})
+    text = MINIMAL + '\n[sync]\nkey = "field"\nkey_field = "customer_id"\n'
+    with pytest.raises(
+        ConfigError, match=r"key_field = 'customer_id' needs \[mapping\] customer_id"
+    ):
+        load_config(write(tmp_path, text), env={"UNI_KEY": "k"})
+    text = MINIMAL + '\n[sync]\nkey = "field"\nkey_field = "Name"\n'
+    with pytest.raises(ConfigError, match="unisender imports match contacts by email or phone"):
+        load_config(write(tmp_path, text), env={"UNI_KEY": "k"})
+    text = MINIMAL + '\n[sync]\nkey_field = "Name"\n'
+    with pytest.raises(ConfigError, match=r"key_field applies only with key = \"field\""):
+        load_config(write(tmp_path, text), env={"UNI_KEY": "k"})
+
+
+def test_unknown_provider_type_lists_the_known_ones(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[provider]\n", '[provider]\ntype = "mailchimp"\n')
+    with pytest.raises(ConfigError, match=r"\[provider\] type must be one of .*altcraft"):
+        load_config(write(tmp_path, text), env={"UNI_KEY": "k"})

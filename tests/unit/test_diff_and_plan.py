@@ -172,3 +172,31 @@ def test_a_bad_list_id_with_an_implicit_list_is_a_row_problem_not_a_crash() -> N
     assert isinstance(built, RowProblem)
     assert (built.field, built.key) == ("lists", "a@x.com")
     assert "list id 'x' is not a number" in built.reason
+
+
+def test_a_field_key_identifies_contacts_on_both_sides() -> None:
+    """``key = "field"``: the key is the field's normalised text; a blank one names its column."""
+    from sync_engine.contact import ContactBuilder, RemoteRecord
+    from sync_engine.normalise import Normaliser
+    from sync_engine.records import RowProblem, SourceRow
+    from sync_engine.schema import FieldKind, FieldSchema
+
+    builder = ContactBuilder(
+        mapping={"email": "mail", "external_id": "id"},
+        schema=FieldSchema(system={"email": FieldKind.EMAIL}),
+        normaliser=Normaliser(),
+        key="field",
+        key_field="external_id",
+    )
+    local = builder.local(SourceRow(RowOrigin("f.csv", 2), {"mail": "A@X.com", "id": " c-1 "}))
+    assert not isinstance(local, RowProblem)
+    assert local.key == "c-1"
+    remote = builder.remote(
+        RemoteRecord(RowOrigin("export", 1), {"email": "other@x.com", "external_id": "c-1"})
+    )
+    assert not isinstance(remote, RowProblem)
+    assert remote.key == "c-1"
+    blank = builder.local(SourceRow(RowOrigin("f.csv", 3), {"mail": "b@x.com", "id": " "}))
+    assert isinstance(blank, RowProblem)
+    assert (blank.field, blank.reason) == ("id", "no external_id (the sync key)")
+    assert builder.identity("c-1") == {"external_id": "c-1"}

@@ -56,6 +56,11 @@ class TriggerProvider:
         self.sent: list[int] = []
         self.settled: list[tuple[int, str | None]] = []
 
+    synced_list_id = None
+
+    def additive(self, fields: Sequence[str]) -> frozenset[str]:
+        return frozenset()
+
     async def check(self, fields: Sequence[str]) -> list[str]:
         return []
 
@@ -157,10 +162,27 @@ async def test_lost_answer_is_resent_where_the_call_is_idempotent(
     provider = TriggerProvider(safe=True)
     report = await resume(journal, run_id, provider, plan)
     assert sorted(provider.sent) == [1, 2, 3]
-    assert provider.settled == []
+    assert provider.settled == [(2, "task-2")]  # asked first: it could not tell
     batches = await journal.batches(run_id, 1)
     assert batches[2].sends == 2
     assert report.inserted == 3
+
+
+async def test_a_safe_batch_with_a_task_id_is_settled_rather_than_resent(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """An import session still known to the provider answers for the batch: no resend."""
+    run_id = await journal.begin_run(target=TARGET, config_digest="c", mode="upsert", full=False)
+    plan = await journal_sent_but_unanswered(journal, tmp_path, run_id, [2])
+    known = {2: BatchOutcome(rows=(RowOutcome(1, RowStatus.REJECTED, "e_bad", "settled"),))}
+    provider = TriggerProvider(safe=True, known=known)
+    report = await resume(journal, run_id, provider, plan)
+    assert sorted(provider.sent) == [1, 3]
+    assert provider.settled == [(2, "task-2")]
+    batches = await journal.batches(run_id, 1)
+    assert (batches[2].sends, batches[2].state) == (1, BatchState.ANSWERED)
+    assert "settled" in {p.reason for p in report.problems.kept}
+    assert report.rejected == 3  # one per batch: two answered by apply, one by settle
 
 
 async def test_settled_batches_are_replayed_into_the_report(

@@ -95,6 +95,7 @@ def test_public_api_is_pinned() -> None:
         "PostgresSourceConfig",
         "Problem",
         "Provider",
+        "ProviderConfig",
         "ProviderError",
         "RemoteContact",
         "RemoteRecord",
