@@ -111,18 +111,22 @@ async def download(
     timeout: float,  # noqa: ASYNC109 - a stall limit between chunks, not a deadline
     scrub: Scrubber,
     on_bytes: Callable[[int], None] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> int:
     """Stream ``url`` to ``destination`` chunk by chunk; returns the byte count.
 
     A body shorter than its Content-Length is a truncated download: retriable, and never
     handed on, because diffing against part of the remote side would plan false inserts
-    and removals.
+    and removals. ``headers`` are for APIs whose files need the credential (Altcraft).
     """
     where = redact_url(url)
     written = 0
     try:
         async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout)
+            url,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
+            allow_redirects=headers is None,  # never carry a credential to another host
         ) as response:
             if response.status == 429 or response.status >= 500:
                 raise RetriableProviderError(
