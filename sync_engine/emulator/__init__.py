@@ -7,12 +7,16 @@ from ._export import ExportFormat
 from ._faults import FaultInjector, FaultKind
 from ._model import EmulatedContact
 from ._wire import RecordedRequest
+from .altcraft import AltcraftEmulator, AltcraftOptions, ExportLayout
 from .unisender import EmulatorOptions, UniSenderEmulator
 
 __all__ = [
+    "AltcraftEmulator",
+    "AltcraftOptions",
     "EmulatedContact",
     "EmulatorOptions",
     "ExportFormat",
+    "ExportLayout",
     "FaultInjector",
     "FaultKind",
     "RecordedRequest",

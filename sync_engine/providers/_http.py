@@ -7,6 +7,7 @@ download links and some APIs carry credentials there) and known secrets are mask
 from __future__ import annotations
 
 import email.utils
+import io
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import aiohttp
 import anyio
 
 from sync_engine.errors import ExportError, FatalProviderError, RetriableProviderError
+
+# Bodies above this many bytes (Altcraft's batches reach 10 MB) are streamed.
+_STREAM_ABOVE = 1 << 20
 
 __all__ = ["HttpResponse", "Scrubber", "download", "redact_url", "request", "retry_after_seconds"]
 
@@ -77,11 +81,15 @@ async def request(
 ) -> HttpResponse:
     """One HTTP exchange. Transport failures and 5xx/429 become RetriableProviderError."""
     where = redact_url(url)
+    # aiohttp writes a large bytes body in one go (and warns); a stream is sent in chunks.
+    payload: bytes | io.BytesIO | None = data
+    if data is not None and len(data) > _STREAM_ABOVE:
+        payload = io.BytesIO(data)
     try:
         async with session.request(
             method,
             url,
-            data=data,
+            data=payload,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,

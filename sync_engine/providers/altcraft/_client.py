@@ -81,10 +81,11 @@ class AltcraftClient:
         return dict(params)
 
     def _headers(self, *, json: bool) -> dict[str, str]:
+        """JSON calls carry the token here unless it goes in the body; a file always does."""
         headers = {"Accept": "application/json"}
         if json:
             headers["Content-Type"] = "application/json"
-        if self.config.token_in == "header":  # noqa: S105 - a place, not a token
+        if not json or self.config.token_in == "header":  # noqa: S105 - a place, not a token
             headers["Authorization"] = f"Bearer {self.config.api_key.reveal()}"
         return headers
 

@@ -1,8 +1,9 @@
 """The fields an Altcraft sync may write, and how each one normalises.
 
-The sync uses Altcraft's own profile field names (``_fname``, ``_lname``...), except
-``phone`` for the profile's ``phones`` (the engine's key vocabulary); any other name is
-a custom profile field, compared as text.
+``email`` and ``phone`` (Altcraft's ``phones``) are the keys; ``first_name``,
+``last_name`` and ``middle_name`` are Altcraft's ``_fname``, ``_lname``, ``_mname``
+(``[mapping]`` names cannot start with "_"); any other name is a custom profile field,
+compared as text.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ ALTCRAFT_SCHEMA = FieldSchema(
     system={
         "email": FieldKind.EMAIL,
         "phone": FieldKind.PHONE,
-        "_fname": FieldKind.TEXT,
-        "_lname": FieldKind.TEXT,
-        "_mname": FieldKind.TEXT,
+        "first_name": FieldKind.TEXT,
+        "last_name": FieldKind.TEXT,
+        "middle_name": FieldKind.TEXT,
     },
     # Altcraft's: its ids, the wire name of phone, and subscriptions (consent).
-    reserved=frozenset({"_id", "profile_id", "phones", "subscriptions", "_regip", "_ip"}),
+    reserved=frozenset({"profile_id", "phones", "subscriptions"}),
 )

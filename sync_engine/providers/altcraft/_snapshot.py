@@ -2,7 +2,7 @@
 
 Altcraft does not document the columns of a ``profiles/get_all`` file (providers.md
 §3.5), so fields are found by name: case, spaces and dashes do not matter, a few
-aliases are known (``phones``/``phone``, ``first name``/``_fname``...), and a JSON export
+aliases are known (``phones``/``phone``, ``_fname``/``First name``...), and a JSON export
 may nest the profile's fields one level down (``{"profile_id": .., "data": {...}}``).
 Consent comes from the ``subscriptions`` column (a JSON list in either format): a
 profile whose subscription to the synced resource is unsubscribed or suspended is
@@ -37,9 +37,9 @@ LOCKED_STATUSES: Mapping[str, str] = {
 _ALIASES: Mapping[str, tuple[str, ...]] = {
     "email": ("email", "_email", "e_mail", "email_address"),
     "phone": ("phones", "phone", "_phone", "phone_number"),
-    "_fname": ("_fname", "fname", "first_name", "firstname"),
-    "_lname": ("_lname", "lname", "last_name", "lastname"),
-    "_mname": ("_mname", "mname", "middle_name", "middlename"),
+    "first_name": ("_fname", "first_name", "fname", "firstname"),
+    "last_name": ("_lname", "last_name", "lname", "lastname"),
+    "middle_name": ("_mname", "middle_name", "mname", "middlename"),
 }
 _SUBSCRIPTIONS = ("subscriptions", "_subscriptions")
 _SPACES = re.compile(r"[\s\-]+")

@@ -32,8 +32,14 @@ __all__ = [
 ]
 
 BODY_TOO_LARGE = "http: request body too large"
-# The sync's field name -> Altcraft's profile field, where they differ.
-WIRE_NAMES: Mapping[str, str] = {"phone": "phones"}
+# The sync's field name -> Altcraft's profile field, where they differ. Altcraft's system
+# fields start with "_", which [mapping] names may not, so they get plain names here.
+WIRE_NAMES: Mapping[str, str] = {
+    "phone": "phones",
+    "first_name": "_fname",
+    "last_name": "_lname",
+    "middle_name": "_mname",
+}
 
 
 def encode_profile(
