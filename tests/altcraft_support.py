@@ -14,6 +14,8 @@ from conftest import toml_value
 from sync_engine import SyncConfig, SyncEngine, SyncReport, load_config
 from sync_engine.clock import FakeClock
 from sync_engine.emulator.altcraft import AltcraftEmulator, AltcraftOptions
+from sync_engine.journal import open_journal, target_of
+from sync_engine.journal.store import BatchRecord
 from sync_engine.testing import running_emulator
 
 TOKEN = "altcraft-token-8c2f4e71d9b3"
@@ -108,3 +110,17 @@ async def sync(config: SyncConfig, served: Altcraft, **kwargs: Any) -> SyncRepor
     async with SyncEngine(config, clock=served.clock) as engine:
         report: SyncReport = await engine.run(**kwargs)
         return report
+
+
+async def journal_batches(config: SyncConfig) -> list[BatchRecord]:
+    """The latest run's journaled batches (every plan of it), in batch order."""
+    handle = await open_journal(config.journal, target_of(config))
+    try:
+        (run,) = await handle.journal.history(target_of(config), 1)
+        records: list[BatchRecord] = []
+        for plan_no in range(1, run.plan_no + 1):
+            batches = await handle.journal.batches(run.id, plan_no)
+            records += [batches[n] for n in sorted(batches)]
+        return records
+    finally:
+        await handle.journal.aclose()

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import orjson
 from aiohttp import web
 
@@ -48,6 +49,7 @@ __all__ = [
     "seed_altcraft",
 ]
 
+IMPORT_METHOD = "profiles/import_batch"
 TRIGGER_METHOD = "campaigns/triggers/import_and_start_batch_task"
 _BODY_TOO_LARGE = AltcraftError(400, "Invalid request", "http: request body too large")
 _OK = {"error": 0, "error_text": "Successful operation"}
@@ -90,6 +92,7 @@ class AltcraftRequest:
 @dataclass(slots=True)
 class _Task:
     id: str
+    kind: str  # "export" or "trigger"
     created: float
     result: dict[str, object]
     paths: list[Path] = field(default_factory=list)
@@ -122,9 +125,11 @@ class AltcraftEmulator:
         )
         self._segments: dict[int, tuple[int, Callable[[Profile], bool]]] = {}
         self._held = False
+        self._answers_released: anyio.Event | None = None
         self._lose: Counter[str] = Counter()
         self.triggers: Counter[tuple[int, str]] = Counter()  # (trigger_id, profile id) -> sends
         self.calls: Counter[str] = Counter()
+        self.polls: Counter[str] = Counter()  # tasks/status calls by task kind
         self.faults = FaultInjector(seed=self.options.fault_seed)
         self.requests: deque[AltcraftRequest] = deque(maxlen=self.options.request_log_size)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, object]]] = {
@@ -200,11 +205,27 @@ class AltcraftEmulator:
         )
 
     def hold_tasks(self) -> Callable[[], None]:
-        """Keep every task processing until the returned function is called."""
+        """Keep trigger tasks processing until the returned function is called."""
         self._held = True
 
         def release() -> None:
             self._held = False
+
+        return release
+
+    def hold_answers(self) -> Callable[[], None]:
+        """Apply imports (and start their tasks) but hold the answers until released.
+
+        For tests that need a run stopped while a request is in flight, however slow the
+        machine (rather than a delay a slow machine might outlast).
+        """
+        released = anyio.Event()
+        self._answers_released = released
+
+        def release() -> None:
+            if self._answers_released is released:
+                self._answers_released = None
+            released.set()
 
         return release
 
@@ -265,6 +286,9 @@ class AltcraftEmulator:
             answer = handler(body)
         except AltcraftError as error:
             return _error(error)
+        held = self._answers_released
+        if held is not None and method in (IMPORT_METHOD, TRIGGER_METHOD):
+            await held.wait()
         if self._lose[method] > 0:
             self._lose[method] -= 1
             return web.Response(status=502, text="<html><h1>502 Bad Gateway</h1></html>")
@@ -328,11 +352,11 @@ class AltcraftEmulator:
             for profile in profiles:
                 if profile is not None:
                     self.triggers[(trigger_id, profile.id)] += 1
-        task = self._task({"error": 0, "error_text": "", "result": entries})
+        task = self._task("trigger", {"error": 0, "error_text": "", "result": entries})
         return {**_OK, "task_id": task.id}
 
-    def _task(self, result: dict[str, object]) -> _Task:
-        task = _Task(f"task_{uuid.uuid4()}", self._clock(), result)
+    def _task(self, kind: str, result: dict[str, object]) -> _Task:
+        task = _Task(f"task_{uuid.uuid4()}", kind, self._clock(), result)
         self._tasks[task.id] = task
         return task
 
@@ -340,9 +364,10 @@ class AltcraftEmulator:
         task = self._tasks.get(str(body.get("task_id")))
         if task is None:
             raise AltcraftError(404, "Task not found")
+        self.polls[task.kind] += 1
         elapsed = self._clock() - task.created
         ready = self.options.task_ready_after
-        if self._held or elapsed < ready:
+        if (self._held and task.kind == "trigger") or elapsed < ready:
             progress = 0 if ready <= 0 else min(99, int(100 * elapsed / ready))
             return {**_OK, "data": {"status": "processing", "progress": progress}}
         return {**_OK, "data": {"status": "completed", "progress": 100, "result": task.result}}
@@ -376,13 +401,14 @@ class AltcraftEmulator:
             self._files[key] = path
             urls.append(f"/api/download/data/{key}/{path.name}")
         task = self._task(
+            "export",
             {
                 "errors": [],
                 "source_id": source_id,
                 "total": len(profiles),
                 "type": source_type,
                 "urls": urls,
-            }
+            },
         )
         return {**_OK, "data": {"task_id": task.id}}
 
