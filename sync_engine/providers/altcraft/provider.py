@@ -368,7 +368,7 @@ class AltcraftProvider:
                     fatal.append(error)
                     scope.cancel()
                 except BatchRejectedError as error:
-                    if "not found" in str(error).lower():
+                    if error.code == "altcraft_404" or "not found" in str(error).lower():
                         return  # already gone: what a removal wants
                     rows.append(RowOutcome(index, RowStatus.REJECTED, error.code or "", str(error)))
                 except ProviderError as error:
