@@ -158,7 +158,8 @@ class AltcraftClient:
             if not isinstance(data, dict):
                 raise error(f"tasks/status: task {task_id} answered without data")
             status = str(data.get("status", "")).strip().lower()
-            self._on_progress(what, {"status": status, "waited": self._clock.now() - started})
+            if what == "export":  # a trigger task would overwrite the batch counter
+                self._on_progress(what, {"status": status, "waited": self._clock.now() - started})
             if status in DONE_STATUSES:
                 return data
             if status in _FAILED_STATUSES:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -146,5 +147,5 @@ class AltcraftSnapshot:
 
     async def records(self) -> AsyncIterator[RemoteRecord | RowProblem]:
         for path in self.paths:
-            async for item in iterate_in_thread(lambda p=path: self._rows(p)):  # type: ignore[misc]
+            async for item in iterate_in_thread(partial(self._rows, path)):
                 yield item
