@@ -19,6 +19,7 @@ __all__ = ["AltcraftError", "Profile", "ProfileStore", "Subscription"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+\d{7,15}$")
+_INDEXED = ("email", "phones")
 MATCHING = frozenset(
     {
         "email",
@@ -107,6 +108,9 @@ class ProfileStore:
         self.profile_limit = profile_limit
         self.databases: set[int] = set()
         self._profiles: dict[str, Profile] = {}
+        # (db_id, "email" | "phones", value) -> the first profile with it: imports of many
+        # thousands of profiles must not scan the base once per profile.
+        self._index: dict[tuple[int, str, str], list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -124,24 +128,47 @@ class ProfileStore:
     ) -> Profile:
         profile = Profile(uuid.uuid4().hex[:24], db_id, dict(fields), list(subscriptions))
         self._profiles[profile.id] = profile
+        self._reindex(profile, set())
         return profile
 
+    @staticmethod
+    def _keys(profile: Profile) -> set[tuple[int, str, str]]:
+        """The index entries of a profile: its email and phone, and its subscriptions'."""
+        keys = {(profile.db_id, name, profile.fields.get(name, "")) for name in _INDEXED}
+        keys |= {(profile.db_id, f"sub:{s.channel}", s.address) for s in profile.subscriptions}
+        return {key for key in keys if key[2]}
+
+    def _reindex(self, profile: Profile, before: set[tuple[int, str, str]]) -> None:
+        """Move the profile's index entries from the ``before`` keys to its current ones."""
+        after = self._keys(profile) if profile.id in self._profiles else set()
+        for key in before - after:
+            self._index[key].remove(profile.id)
+            if not self._index[key]:
+                del self._index[key]
+        for key in after - before:
+            self._index.setdefault(key, []).append(profile.id)
+
     # -- matching ---------------------------------------------------------------------
+    def _lookup(self, db_id: int, name: str, value: str) -> Profile | None:
+        ids = self._index.get((db_id, name, value))
+        return self._profiles[ids[0]] if ids else None
+
     def _by(self, db_id: int, test: Callable[[Profile], bool]) -> Profile | None:
         return next((p for p in self.profiles(db_id) if test(p)), None)
 
     def _by_sub(
         self, db_id: int, channel: str, address: str, resource_id: int | None
     ) -> Profile | None:
-        return self._by(
-            db_id,
-            lambda p: any(
+        for profile_id in self._index.get((db_id, f"sub:{channel}", address), []):
+            profile = self._profiles[profile_id]
+            if any(
                 s.channel == channel
                 and s.address == address
                 and (resource_id is None or s.resource_id == resource_id)
-                for s in p.subscriptions
-            ),
-        )
+                for s in profile.subscriptions
+            ):
+                return profile
+        return None
 
     def find(
         self,
@@ -160,7 +187,7 @@ class ProfileStore:
                 raise AltcraftError(400, f"matching {matching}: email is required")
             found = None
             if matching != "email_sub":
-                found = self._by(db_id, lambda p: p.email == email)
+                found = self._lookup(db_id, "email", email)
             if found is None and matching != "email_profile":
                 found = self._by_sub(db_id, "email", email, resource_id)
             return found
@@ -168,7 +195,7 @@ class ProfileStore:
             if not phone:
                 raise AltcraftError(400, f"matching {matching}: phone is required")
             if matching == "phone":
-                return self._by(db_id, lambda p: p.phone == phone)
+                return self._lookup(db_id, "phones", phone)
             return self._by_sub(db_id, "phone", phone, resource_id)
         if matching in ("email_phone", "email_phone_sub"):
             sub = matching == "email_phone_sub"
@@ -177,13 +204,13 @@ class ProfileStore:
                 found = (
                     self._by_sub(db_id, "email", email, resource_id)
                     if sub
-                    else self._by(db_id, lambda p: p.email == email)
+                    else self._lookup(db_id, "email", email)
                 )
             if found is None and phone:
                 found = (
                     self._by_sub(db_id, "phone", phone, resource_id)
                     if sub
-                    else self._by(db_id, lambda p: p.phone == phone)
+                    else self._lookup(db_id, "phones", phone)
                 )
             if not email and not phone:
                 raise AltcraftError(400, f"matching {matching}: email or phone is required")
@@ -236,6 +263,7 @@ class ProfileStore:
             if self.profile_limit is not None and len(self._profiles) >= self.profile_limit:
                 raise AltcraftError(402, "Tariff limit reached: no room for more profiles")
             profile = self.add(db_id, {}, [])
+        before = self._keys(profile)
         profile.fields.update(values)
         for incoming, status in subscriptions:
             current = profile.subscription(incoming.channel, incoming.resource_id)
@@ -246,6 +274,7 @@ class ProfileStore:
                 current.address = incoming.address
                 if status:
                     current.status = status
+        self._reindex(profile, before)
         return {"profile_id": profile.id}, profile
 
     def _check_email(self, email: str) -> None:
@@ -312,4 +341,6 @@ class ProfileStore:
                 raise
         if profile is None:
             raise AltcraftError(404, "Profile not found")
+        before = self._keys(profile)
         del self._profiles[profile.id]
+        self._reindex(profile, before)
