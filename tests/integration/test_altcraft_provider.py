@@ -128,3 +128,31 @@ async def test_settling_a_split_batch_tells_each_part_apart(
         assert full.rows == ()
         assert await provider.settle(whole, None) is None
         assert altcraft.emulator.calls[TRIGGER] == sends  # settling never sends
+
+
+async def test_request_options_follow_the_config(tmp_path: Path, altcraft: Altcraft) -> None:
+    async with aiohttp.ClientSession() as session:
+        provider = provider_for(
+            altcraft,
+            session,
+            tmp_path,
+            trigger_id=TRIGGER_ID,
+            resource_id=3,
+            matching="email_sub",
+            skip_invalid_subscriptions=True,
+            detect_geo=True,
+            trigger_custom_data={"source": "crm"},
+        )
+        await provider.apply(batch(2))
+    (sent,) = [r for r in altcraft.emulator.requests if r.method == TRIGGER]
+    options = {k: v for k, v in sent.body.items() if k != "data"}
+    assert options == {
+        "db_id": 7,
+        "matching": "email_sub",
+        "resource_id": 3,
+        "skip_invalid_subscriptions": True,
+        "detect_geo": True,
+        "trigger_id": TRIGGER_ID,
+        "custom_data": {"source": "crm"},
+    }
+    assert sent.auth == "header"
