@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import aiohttp
+import anyio
+import orjson
 import pytest
-from conftest import write_csv
+from conftest import API_KEY, wait_until, write_csv
 from esputnik_support import (
     GROUP,
     Served,
@@ -21,7 +24,7 @@ from esputnik_support import (
     validate_exchanges,
 )
 
-from sync_engine import Outcome
+from sync_engine import Outcome, SyncEngine
 from sync_engine.emulator import EmulatedESputnikContact
 
 PEOPLE = [
@@ -175,4 +178,119 @@ async def test_7001_changes_go_out_in_three_calls_and_the_run_waits_for_each_ses
     polls = [e for e in served.emulator.exchanges if e.operation == "getImportSessionStatus"]
     assert {e.path.rsplit("/", 1)[1] for e in polls} == {s.id for s in sessions}
     assert len(served.emulator.contacts()) == 7001
+    validate_exchanges(served.emulator.exchanges)
+
+
+@pytest.mark.parametrize("bad", [1, 2])
+async def test_bad_rows_come_back_as_rejects_with_reasons(
+    tmp_path: Path, served: Served, bad: int
+) -> None:
+    """failedContacts (an object for one, an array for several) become per-row rejects."""
+    rows = [
+        *PEOPLE,
+        ("r2d2@example.com", "", "R2D2", "", ""),
+        ("c3po@example.com", "", "C3PO", "", ""),
+    ]
+    config = esputnik_config(
+        tmp_path, served, source=people_csv(tmp_path, rows[: 3 + bad]), mapping=MAPPING
+    )
+    report = await sync(config, served)
+    assert (report.inserted, report.rejected) == (3, bad), report.render_text()
+    reasons = {p.key: p.reason for p in report.problems.kept}
+    assert reasons["r2d2@example.com"] == "firstName: numbers are not allowed"
+    assert served.emulator.contact(email="r2d2@example.com") is None
+    answer = next(e for e in served.emulator.exchanges if e.operation == "contactsBulkUpdate")
+    failed = orjson.loads(answer.response_body)["failedContacts"]
+    assert isinstance(failed, dict if bad == 1 else list)
+    validate_exchanges(served.emulator.exchanges)
+
+
+async def test_a_failed_import_session_leaves_its_rows_transient(
+    tmp_path: Path, served: Served
+) -> None:
+    """An import session ending in ERROR applies nothing; its rows are failed, not rejected."""
+    served.emulator.failing_sessions = 1
+    config = esputnik_config(tmp_path, served, source=people_csv(tmp_path), mapping=MAPPING)
+    report = await sync(config, served)
+    assert (report.inserted, report.failed, report.rejected) == (0, 3, 0), report.render_text()
+    assert all("import session" in p.reason for p in report.problems.kept)
+    again = await sync(config, served)
+    assert again.inserted == 3
+    validate_exchanges(served.emulator.exchanges)
+
+
+async def test_a_429_storm_is_survived(tmp_path: Path, served: Served) -> None:
+    """429s on every kind of call, over and over, are retried with backoff until through."""
+    for operation in ("searchContacts", "getGroupContacts", "contactsBulkUpdate", "searchGroups"):
+        served.emulator.faults.add(method=operation, kind="rate_limited", count=3)
+    served.emulator.faults.add(method="getImportSessionStatus", kind="http_503", count=2)
+    served.emulator.seed(
+        [EmulatedESputnikContact(1, values={"email": "boris@example.com"}, groups={GROUP})]
+    )
+    config = esputnik_config(
+        tmp_path,
+        served,
+        source=people_csv(tmp_path),
+        mapping=MAPPING,
+        provider_settings={"max_attempts": 6},
+    )
+    report = await sync(config, served)
+    assert report.outcome is Outcome.SUCCESS, report.render_text()
+    assert (report.inserted, report.updated) == (2, 1)
+    statuses = [e.status for e in served.emulator.exchanges]
+    assert statuses.count(429) == 12
+    assert statuses.count(503) == 2
+    validate_exchanges(served.emulator.exchanges)
+
+
+async def test_the_emulator_enforces_200_per_second(served: Served) -> None:
+    """Over the limit within one second of emulator time: 429, and Basic auth is checked first."""
+    async with aiohttp.ClientSession() as session:
+        auth = aiohttp.BasicAuth("anyone", API_KEY)
+        statuses = []
+        for _ in range(201):
+            async with session.get(f"{served.base_url}/api/v1/groups", auth=auth) as response:
+                statuses.append(response.status)
+        async with session.get(
+            f"{served.base_url}/api/v1/groups", auth=aiohttp.BasicAuth("anyone", "wrong")
+        ) as response:
+            assert response.status == 401
+    assert statuses.count(200) == 200
+    assert statuses[-1] == 429
+
+
+async def test_a_run_stopped_mid_import_settles_the_session_on_the_next_run(
+    tmp_path: Path, served: Served
+) -> None:
+    """The journal holds the session id: the next run polls it instead of resending."""
+    served.emulator.hold_sessions = True
+    config = esputnik_config(
+        tmp_path,
+        served,
+        source=people_csv(tmp_path),
+        mapping=MAPPING,
+        journal={"drain_timeout": 0},
+        provider_settings={"import_timeout": 1e9},
+    )
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            async with SyncEngine(config, clock=served.clock) as engine:
+                await engine.run()
+
+        group.start_soon(run)
+        # Polling starts only after the session id is journaled: stop the run then.
+        await wait_until(lambda: served.emulator.calls["getImportSessionStatus"] >= 1)
+        group.cancel_scope.cancel()
+    (session,) = served.emulator.account.sessions.values()
+    assert session.status == "STARTED"
+    assert served.emulator.contacts() == []
+
+    served.emulator.release_sessions()
+    report = await sync(config, served)
+    assert report.outcome is Outcome.SUCCESS, report.render_text()
+    assert report.attempt == 2
+    assert report.inserted == 3
+    assert len(posted_bodies(served.emulator)) == 1  # settled, not resent
+    assert len(served.emulator.contacts()) == 3
     validate_exchanges(served.emulator.exchanges)
