@@ -298,6 +298,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     path = getattr(config.source, "path", None)
     if isinstance(path, Path) and not path.exists():
         print(f"  warning: {path} does not exist yet")
+    for warning in provider.warnings():
+        print(f"  warning: {warning}")
     if not args.online:
         return EXIT_OK
 

@@ -14,9 +14,14 @@ from sync_engine.errors import ConfigError
 
 from ._esputnik_wire import ESPUTNIK_SCHEMA, SEARCH_FIELDS, custom_field_id, dedupe_for
 
-__all__ = ["DEFAULT_HOSTS", "ESputnikConfig", "check_esputnik", "parse_esputnik"]
+__all__ = ["DEFAULT_HOSTS", "OPT_IN_WARNING", "ESputnikConfig", "check_esputnik", "parse_esputnik"]
 
 DEFAULT_HOSTS = {"esputnik": "https://esputnik.com", "yespo": "https://yespo.io"}
+OPT_IN_WARNING = (
+    "eSputnik creates contacts from POST /api/v1/contacts as confirmed (no double"
+    " opt-in); set [provider] source_opted_in = true once the source's contacts have"
+    " opted in elsewhere, since mailing contacts who did not is spam"
+)
 # eventKeyForNewContacts: the spec forbids these characters and caps the length at 100.
 _BAD_EVENT_KEY = re.compile(r"[<;’\\/|\"`'^?!,>\s]")
 
@@ -48,6 +53,9 @@ class ESputnikConfig(ProviderConfig):
 
     def fingerprint(self) -> list[object]:
         return [*super().fingerprint(), self.restore_deleted, self.event_key]
+
+    def warnings(self) -> list[str]:
+        return [] if self.source_opted_in else [OPT_IN_WARNING]
 
 
 def parse_esputnik(table: ConfigTable, kind: str) -> ESputnikConfig:

@@ -59,11 +59,6 @@ log = structlog.get_logger("sync_engine.esputnik")
 # between a call's start here and its arrival there.
 ARRIVAL_MARGIN = 0.025
 _WAITING = frozenset({"STARTED", "IMPORTING"})
-OPT_IN_WARNING = (
-    "eSputnik creates contacts from POST /api/v1/contacts as confirmed (no double"
-    " opt-in); set [provider] source_opted_in = true once the source's contacts have"
-    " opted in elsewhere, since mailing contacts who did not is spam"
-)
 
 
 class ESputnikProvider:
@@ -207,9 +202,7 @@ class ESputnikProvider:
         await self.call(
             "GET", "/api/v1/contacts", query=[("maxrows", "1")], limiter=self._search_limiter
         )
-        warnings = []
-        if not self.config.source_opted_in:
-            warnings.append(OPT_IN_WARNING)
+        warnings = self.config.warnings()
         if self.config.group is not None and await self._group_id() is None:
             warnings.append(
                 f"[provider] group = {self.config.group!r} does not exist yet; the first"
