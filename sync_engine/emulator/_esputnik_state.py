@@ -58,7 +58,6 @@ class EmulatedESputnikContact:
     values: dict[str, str] = field(default_factory=dict)
     fields: dict[int, str] = field(default_factory=dict)
     groups: set[str] = field(default_factory=set)
-    unsubscribed: bool = False  # on the account's stop list: imports never lift it
 
     @property
     def email(self) -> str | None:

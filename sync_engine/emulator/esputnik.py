@@ -15,7 +15,7 @@ import hmac
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -68,7 +68,7 @@ class ESputnikOptions:
 class Exchange:
     """One request and the emulator's answer, for contract checks in tests.
 
-    The Authorization header is kept only as whether it was present.
+    The Authorization header itself is never kept, only whether one was sent.
     """
 
     method: str
@@ -80,7 +80,7 @@ class Exchange:
     response_headers: tuple[tuple[str, str], ...]
     response_body: bytes
     operation: str
-    authorized: bool = field(default=False)
+    authorized: bool
 
 
 class ESputnikEmulator:
@@ -195,8 +195,7 @@ class ESputnikEmulator:
     def _wrap(self, operation: str, handler: _Handler) -> _Handler:
         async def serve(request: web.Request) -> web.Response:
             body = await request.read()
-            authorized = self._authorized(request)
-            response = await self._answer(operation, handler, request, authorized)
+            response = await self._answer(operation, handler, request)
             raw = response.body if isinstance(response.body, bytes) else b""
             self.exchanges.append(
                 Exchange(
@@ -217,13 +216,13 @@ class ESputnikEmulator:
         return serve
 
     async def _answer(
-        self, operation: str, handler: _Handler, request: web.Request, authorized: bool
+        self, operation: str, handler: _Handler, request: web.Request
     ) -> web.Response:
         self.calls[operation] += 1
         fault = self.faults.take(operation)
         if fault is not None:
             return self._fault(fault)
-        if not authorized:
+        if not self._authorized(request):
             return web.Response(
                 status=401,
                 text="Unauthorized",

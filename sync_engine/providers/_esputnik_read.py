@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import orjson
 import structlog
+from anyio import AsyncFile
 
 from sync_engine.contact import RemoteRecord
 from sync_engine.errors import ExportError
@@ -52,40 +53,43 @@ class InconsistentRead(Exception):
 class _Spool:
     """Checks pages in order and writes their contacts to a JSON-lines file."""
 
-    def __init__(self, sink: Any, total: int | None) -> None:
+    def __init__(self, sink: AsyncFile[bytes], total: int | None) -> None:
         self._sink = sink
         self.total = total
         self.count = 0
         self.last_id = -math.inf
 
-    def take(self, start: int, page: Page) -> None:
+    async def take(self, start: int, page: Page) -> None:
         if page.total != self.total:
             raise InconsistentRead(
                 f"TotalCount changed from {self.total} to {page.total} while paging"
             )
+        lines: list[bytes] = []
         for contact in page.contacts:
             raw_id = contact.get("id")
             if not isinstance(raw_id, int) or raw_id <= self.last_id:
                 raise InconsistentRead(
-                    f"contact ids do not rise at row {start + self.count}: pages overlap"
+                    f"contact ids do not rise at row {start + len(lines)}: pages overlap"
                 )
             self.last_id = raw_id
-            self._sink.write(orjson.dumps(contact_values(contact)) + b"\n")
-            self.count += 1
+            lines.append(orjson.dumps(contact_values(contact)))
+        if lines:
+            await self._sink.write(b"\n".join(lines) + b"\n")
+        self.count += len(lines)
 
 
 async def read_pages(fetch: Fetch, path: Path, *, page_size: int, concurrency: int) -> int:
     """One full read into ``path``; the number of contacts. Raises InconsistentRead."""
     first = await fetch(1, page_size)
-    with path.open("wb") as sink:
+    async with await anyio.open_file(path, "wb") as sink:
         spool = _Spool(sink, first.total)
-        spool.take(1, first)
+        await spool.take(1, first)
         if first.total is None:
             # No total to plan pages by: read on until a short page, one at a time.
             page = first
             while len(page.contacts) == page_size:
                 page = await fetch(spool.count + 1, page_size)
-                spool.take(spool.count + 1, page)
+                await spool.take(spool.count + 1, page)
             return spool.count
         pages = math.ceil(first.total / page_size)
         answers: dict[int, Page] = {}
@@ -101,7 +105,7 @@ async def read_pages(fetch: Fetch, path: Path, *, page_size: int, concurrency: i
                 for number in numbers:
                     group.start_soon(one, number)
             for number in numbers:
-                spool.take(number * page_size + 1, answers[number])
+                await spool.take(number * page_size + 1, answers[number])
         if spool.count != first.total:
             raise InconsistentRead(f"read {spool.count} contacts, TotalCount said {first.total}")
         return spool.count

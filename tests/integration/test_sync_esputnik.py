@@ -108,6 +108,7 @@ async def test_updates_apply_and_mirror_takes_the_missing_contact_out_of_the_gro
         source=people_csv(tmp_path, rows),
         mapping=MAPPING,
         sync={"mode": "mirror", "max_delete_share": 0.5},
+        provider_settings={"page_size": 1, "read_concurrency": 2},
     )
     report = await sync(config, served)
     assert report.outcome is Outcome.SUCCESS, report.render_text()
@@ -123,6 +124,8 @@ async def test_updates_apply_and_mirror_takes_the_missing_contact_out_of_the_gro
     assert gone.groups == set()
     outsider = served.emulator.contact(email="outsider@example.com")
     assert outsider is not None  # never in the group: never the sync's to remove
+    pages = [e for e in served.emulator.exchanges if e.operation == "getGroupContacts"]
+    assert sorted(dict(e.query)["startindex"] for e in pages) == ["1", "2"]  # one per member
 
     again = await sync(config, served)
     assert again.plan.to_insert + again.plan.to_update + again.plan.to_remove == 0
@@ -293,4 +296,46 @@ async def test_a_run_stopped_mid_import_settles_the_session_on_the_next_run(
     assert report.inserted == 3
     assert len(posted_bodies(served.emulator)) == 1  # settled, not resent
     assert len(served.emulator.contacts()) == 3
+    validate_exchanges(served.emulator.exchanges)
+
+
+async def test_external_id_key_updates_by_id_and_deletes_by_id(
+    tmp_path: Path, served: Served
+) -> None:
+    """key = externalCustomerId: an email change is an update; removal deletes by that id."""
+    served.emulator.seed(
+        [
+            EmulatedESputnikContact(
+                1, values={"externalCustomerId": "C-1", "email": "old@example.com"}, groups={GROUP}
+            ),
+            EmulatedESputnikContact(
+                2, values={"externalCustomerId": "C-2", "email": "gone@example.com"}, groups={GROUP}
+            ),
+        ]
+    )
+    source = write_csv(tmp_path / "crm.csv", ["id", "email"], [["C-1", "new@example.com"]])
+    config = esputnik_config(
+        tmp_path,
+        served,
+        source=source,
+        mapping={"externalCustomerId": "id", "email": "email"},
+        sync={
+            "key": "field",
+            "key_field": "externalCustomerId",
+            "mode": "mirror",
+            "removal": "delete",
+            "max_delete_share": 1.0,
+        },
+        provider_settings={"erase": True},
+    )
+    report = await sync(config, served)
+    assert (report.updated, report.removed) == (1, 1), report.render_text()
+    (only,) = served.emulator.contacts()
+    assert (only.id, only.email) == (1, "new@example.com")
+    (body,) = posted_bodies(served.emulator)
+    assert (body["dedupeOn"], body["contactFields"]) == ("externalCustomerId", ["email"])
+    (delete,) = [e for e in served.emulator.exchanges if e.operation == "deleteContact"]
+    assert dict(delete.query) == {"externalCustomerId": "C-2", "erase": "true"}
+    again = await sync(config, served)
+    assert again.plan.to_insert + again.plan.to_update + again.plan.to_remove == 0
     validate_exchanges(served.emulator.exchanges)
