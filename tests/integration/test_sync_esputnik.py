@@ -270,7 +270,7 @@ async def test_a_run_stopped_mid_import_settles_the_session_on_the_next_run(
     config = esputnik_config(
         tmp_path,
         served,
-        source=people_csv(tmp_path),
+        source=people_csv(tmp_path, [*PEOPLE, ("r2d2@example.com", "", "R2D2", "", "")]),
         mapping=MAPPING,
         journal={"drain_timeout": 0},
         provider_settings={"import_timeout": 1e9},
@@ -291,9 +291,11 @@ async def test_a_run_stopped_mid_import_settles_the_session_on_the_next_run(
 
     served.emulator.release_sessions()
     report = await sync(config, served)
-    assert report.outcome is Outcome.SUCCESS, report.render_text()
-    assert report.attempt == 2
+    assert report.attempt == 2, report.render_text()
     assert report.inserted == 3
+    # The failure came in the answer to the POST; it was journaled with the session id.
+    assert report.rejected == 1
+    assert [p.key for p in report.problems.kept] == ["r2d2@example.com"]
     assert len(posted_bodies(served.emulator)) == 1  # settled, not resent
     assert len(served.emulator.contacts()) == 3
     validate_exchanges(served.emulator.exchanges)
