@@ -88,6 +88,9 @@ class Account:
         self.contacts: dict[int, EmulatedESputnikContact] = {}
         self.groups: dict[str, int] = {}
         self.sessions: dict[str, ImportSession] = {}
+        # The account's unsubscribed list: kept apart from contacts, as eSputnik does, so
+        # no contact import or update takes an address off it.
+        self.unsubscribed: set[str] = set()
         self._next_id = 100001
         self._next_group = 5001
         self._next_session = 1

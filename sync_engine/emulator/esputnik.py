@@ -187,6 +187,13 @@ class ESputnikEmulator:
             ("GET", "/api/v1/group/{id}/contacts", "getGroupContacts", self._group_contacts),
             ("DELETE", "/api/v1/contact/{id}", "deleteContact_1", self._delete_by_id),
             ("DELETE", "/api/v1/contact", "deleteContact", self._delete_by_external),
+            ("POST", "/api/v1/emails/unsubscribed/add", "addToUnsubscribed", self._unsubscribe),
+            (
+                "POST",
+                "/api/v1/emails/unsubscribed/delete",
+                "deleteFromUnsubscribed",
+                self._resubscribe,
+            ),
         ]
         for method, path, operation, handler in routes:
             app.router.add_route(method, path, self._wrap(operation, handler))
@@ -284,6 +291,24 @@ class ESputnikEmulator:
         elif failed:
             answer["failedContacts"] = failed
         return _json(answer)
+
+    async def _unsubscribed_emails(self, request: web.Request) -> list[str]:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise BadRequest("the body is not JSON") from None
+        emails = body.get("emails") if isinstance(body, dict) else None
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise BadRequest("emails must be an array of strings")
+        return [email.strip().lower() for email in emails]
+
+    async def _unsubscribe(self, request: web.Request) -> web.Response:
+        self.account.unsubscribed.update(await self._unsubscribed_emails(request))
+        return _json({})
+
+    async def _resubscribe(self, request: web.Request) -> web.Response:
+        self.account.unsubscribed.difference_update(await self._unsubscribed_emails(request))
+        return _json({})
 
     async def _status(self, request: web.Request) -> web.Response:
         session = self.account.sessions.get(request.match_info["session"])

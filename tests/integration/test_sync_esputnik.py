@@ -341,3 +341,37 @@ async def test_external_id_key_updates_by_id_and_deletes_by_id(
     again = await sync(config, served)
     assert again.plan.to_insert + again.plan.to_update + again.plan.to_remove == 0
     validate_exchanges(served.emulator.exchanges)
+
+
+async def test_an_unsubscribed_contact_stays_unsubscribed_through_updates(
+    tmp_path: Path, served: Served
+) -> None:
+    """Consent is eSputnik's: the sync updates the profile but never touches the
+    unsubscribed list (it never calls the endpoints that take an address off it)."""
+    served.emulator.seed(
+        [
+            EmulatedESputnikContact(
+                1, values={"email": "kate@example.org", "firstName": "Old"}, groups={GROUP}
+            )
+        ]
+    )
+    async with (
+        aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", API_KEY)) as session,
+        session.post(
+            f"{served.base_url}/api/v1/emails/unsubscribed/add",
+            json={"emails": ["Kate@Example.org"]},
+        ) as answer,
+    ):
+        assert answer.status == 200
+    config = esputnik_config(tmp_path, served, source=people_csv(tmp_path), mapping=MAPPING)
+    for _ in range(2):  # an update, then a run that finds nothing to change
+        report = await sync(config, served, full=True)
+        assert report.outcome is Outcome.SUCCESS, report.render_text()
+    kate = served.emulator.contact(email="kate@example.org")
+    assert kate is not None
+    assert kate.values["firstName"] == "Kate"
+    assert served.emulator.account.unsubscribed == {"kate@example.org"}
+    operations = {e.operation for e in served.emulator.exchanges}
+    assert "deleteFromUnsubscribed" not in operations
+    assert "subscribeContact" not in operations
+    validate_exchanges(served.emulator.exchanges)
