@@ -155,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument(
         "--export-delay", type=float, default=0.2, help="seconds an export task takes to complete"
     )
+    emulate.add_argument(
+        "--import-delay",
+        type=float,
+        default=0.2,
+        help="eSputnik: seconds an import session takes to finish",
+    )
     emulate.set_defaults(handler=_cmd_emulate)
 
     demo = commands.add_parser("demo", help="a real sync of sample contacts against the emulator")
@@ -292,6 +298,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     path = getattr(config.source, "path", None)
     if isinstance(path, Path) and not path.exists():
         print(f"  warning: {path} does not exist yet")
+    for warning in provider.warnings():
+        print(f"  warning: {warning}")
     if not args.online:
         return EXIT_OK
 
@@ -457,6 +465,16 @@ def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
     return emulator
 
 
+def _esputnik_emulator(args: argparse.Namespace) -> ServableEmulator:
+    from .emulator import ESputnikEmulator, ESputnikOptions
+
+    options = ESputnikOptions(import_delay=args.import_delay)
+    emulator = ESputnikEmulator(api_key=args.api_key, options=options)
+    if args.seed:
+        emulator.seed_document(orjson.loads(args.seed.read_bytes()))
+    return emulator
+
+
 def _altcraft_emulator(args: argparse.Namespace) -> ServableEmulator:
     from .emulator.altcraft import AltcraftEmulator, AltcraftOptions, seed_altcraft
 
@@ -475,6 +493,8 @@ def _altcraft_emulator(args: argparse.Namespace) -> ServableEmulator:
 _EMULATORS: dict[str, Callable[[argparse.Namespace], ServableEmulator]] = {
     "unisender": _unisender_emulator,
     "selzy": _unisender_emulator,
+    "esputnik": _esputnik_emulator,
+    "yespo": _esputnik_emulator,
     "altcraft": _altcraft_emulator,
 }
 

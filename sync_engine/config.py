@@ -170,6 +170,10 @@ class ProviderConfig:
     def secrets(self) -> list[str]:
         return [self.api_key.reveal()]
 
+    def warnings(self) -> list[str]:
+        """What ``check-config`` should point out about this section without going online."""
+        return []
+
 
 @dataclass(frozen=True, kw_only=True)
 class UniSenderConfig(ProviderConfig):

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from ._admin import seed_document
+from ._esputnik_state import EmulatedESputnikContact
 from ._export import ExportFormat
 from ._faults import FaultInjector, FaultKind
 from ._model import EmulatedContact
 from ._wire import RecordedRequest
 from .altcraft import AltcraftEmulator, AltcraftOptions, ExportLayout
+from .esputnik import ESputnikEmulator, ESputnikOptions, Exchange
 from .unisender import EmulatorOptions, UniSenderEmulator
 
 __all__ = [
     "AltcraftEmulator",
     "AltcraftOptions",
+    "ESputnikEmulator",
+    "ESputnikOptions",
     "EmulatedContact",
+    "EmulatedESputnikContact",
     "EmulatorOptions",
+    "Exchange",
     "ExportFormat",
     "ExportLayout",
     "FaultInjector",
