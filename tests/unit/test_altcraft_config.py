@@ -100,3 +100,9 @@ def test_errors_name_the_key(
     }
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_config(raw, path=tmp_path / "sync.toml")
+
+
+def test_a_trigger_the_import_may_skip_is_pointed_out(tmp_path: Path) -> None:
+    assert config(tmp_path, {"trigger_id": 5}).provider.warnings() == []
+    (warning,) = config(tmp_path, {"trigger_id": 5, "skip_triggers": True}).provider.warnings()
+    assert "skip_triggers" in warning

@@ -75,6 +75,15 @@ class AltcraftConfig(ProviderConfig):
     def scope(self) -> str:
         return f"db/{self.db_id}"
 
+    def warnings(self) -> list[str]:
+        """What ``check-config`` points out: a trigger that the import may skip."""
+        if self.trigger_id is not None and self.skip_triggers:
+            return [
+                "[provider] trigger_id is set with skip_triggers = true: Altcraft may import"
+                " without sending the trigger campaign"
+            ]
+        return []
+
     def fingerprint(self) -> list[object]:
         # The trigger and the body limit decide what a journaled batch's requests were,
         # which settling a lost answer depends on.

@@ -121,13 +121,7 @@ class AltcraftProvider:
         Altcraft documents no cheap "who am I" call, and the export call runs first in every
         run, so a bad token still stops the run before anything is written.
         """
-        warnings = []
-        if self.config.trigger_id is not None and self.config.skip_triggers:
-            warnings.append(
-                "[provider] trigger_id is set with skip_triggers = true: Altcraft may import"
-                " without sending the trigger campaign"
-            )
-        return warnings
+        return self.config.warnings()
 
     # -- snapshot -------------------------------------------------------------------
     async def snapshot(self, fields: Sequence[str]) -> AltcraftSnapshot:
