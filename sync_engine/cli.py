@@ -475,6 +475,19 @@ def _esputnik_emulator(args: argparse.Namespace) -> ServableEmulator:
     return emulator
 
 
+def _altcraft_emulator(args: argparse.Namespace) -> ServableEmulator:
+    from .emulator.altcraft import AltcraftEmulator, AltcraftOptions, seed_altcraft
+
+    emulator = AltcraftEmulator(
+        token=args.api_key, options=AltcraftOptions(task_ready_after=args.export_delay)
+    )
+    if args.seed:
+        seed_altcraft(emulator, orjson.loads(args.seed.read_bytes()))
+    else:
+        emulator.add_database(1)  # something to sync into without a seed file
+    return emulator
+
+
 # ``sync-engine emulate <provider>``: builds the provider's emulator from the arguments
 # (raising OSError/ValueError for a bad --seed file).
 _EMULATORS: dict[str, Callable[[argparse.Namespace], ServableEmulator]] = {
@@ -482,6 +495,7 @@ _EMULATORS: dict[str, Callable[[argparse.Namespace], ServableEmulator]] = {
     "selzy": _unisender_emulator,
     "esputnik": _esputnik_emulator,
     "yespo": _esputnik_emulator,
+    "altcraft": _altcraft_emulator,
 }
 
 

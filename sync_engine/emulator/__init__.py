@@ -8,10 +8,13 @@ from ._export import ExportFormat
 from ._faults import FaultInjector, FaultKind
 from ._model import EmulatedContact
 from ._wire import RecordedRequest
+from .altcraft import AltcraftEmulator, AltcraftOptions, ExportLayout
 from .esputnik import ESputnikEmulator, ESputnikOptions, Exchange
 from .unisender import EmulatorOptions, UniSenderEmulator
 
 __all__ = [
+    "AltcraftEmulator",
+    "AltcraftOptions",
     "ESputnikEmulator",
     "ESputnikOptions",
     "EmulatedContact",
@@ -19,6 +22,7 @@ __all__ = [
     "EmulatorOptions",
     "Exchange",
     "ExportFormat",
+    "ExportLayout",
     "FaultInjector",
     "FaultKind",
     "RecordedRequest",

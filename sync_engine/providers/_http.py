@@ -7,6 +7,7 @@ download links and some APIs carry credentials there) and known secrets are mask
 from __future__ import annotations
 
 import email.utils
+import io
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import aiohttp
 import anyio
 
 from sync_engine.errors import ExportError, FatalProviderError, RetriableProviderError
+
+# Bodies above this many bytes (Altcraft's batches reach 10 MB) are streamed.
+_STREAM_ABOVE = 1 << 20
 
 __all__ = ["HttpResponse", "Scrubber", "download", "redact_url", "request", "retry_after_seconds"]
 
@@ -77,11 +81,15 @@ async def request(
 ) -> HttpResponse:
     """One HTTP exchange. Transport failures and 5xx/429 become RetriableProviderError."""
     where = redact_url(url)
+    # aiohttp writes a large bytes body in one go (and warns); a stream is sent in chunks.
+    payload: bytes | io.BytesIO | None = data
+    if data is not None and len(data) > _STREAM_ABOVE:
+        payload = io.BytesIO(data)
     try:
         async with session.request(
             method,
             url,
-            data=data,
+            data=payload,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
@@ -111,18 +119,22 @@ async def download(
     timeout: float,  # noqa: ASYNC109 - a stall limit between chunks, not a deadline
     scrub: Scrubber,
     on_bytes: Callable[[int], None] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> int:
     """Stream ``url`` to ``destination`` chunk by chunk; returns the byte count.
 
     A body shorter than its Content-Length is a truncated download: retriable, and never
     handed on, because diffing against part of the remote side would plan false inserts
-    and removals.
+    and removals. ``headers`` are for APIs whose files need the credential (Altcraft).
     """
     where = redact_url(url)
     written = 0
     try:
         async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout)
+            url,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
+            allow_redirects=headers is None,  # never carry a credential to another host
         ) as response:
             if response.status == 429 or response.status >= 500:
                 raise RetriableProviderError(
