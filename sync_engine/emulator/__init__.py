@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ._admin import seed_document
 from ._export import ExportFormat
-from ._faults import FaultInjector, FaultKind
+from ._faults import SURVIVABLE_KINDS, FaultInjector, FaultKind, parse_fault_spec
 from ._model import EmulatedContact
 from ._wire import RecordedRequest
 from .unisender import EmulatorOptions, UniSenderEmulator
 
 __all__ = [
+    "SURVIVABLE_KINDS",
     "EmulatedContact",
     "EmulatorOptions",
     "ExportFormat",
@@ -17,5 +18,6 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "UniSenderEmulator",
+    "parse_fault_spec",
     "seed_document",
 ]
