@@ -131,7 +131,10 @@ async def download(
                 )
             if response.status in (403, 404, 410):
                 # Pre-signed links expire; a fresh export gives a fresh link.
-                raise ExportError(f"{where}: HTTP {response.status}: the export link is gone")
+                raise ExportError(
+                    f"{where}: HTTP {response.status}: the export link is gone",
+                    code="link_expired",
+                )
             if response.status != 200:
                 raise FatalProviderError(f"{where}: HTTP {response.status} while downloading")
             expected = response.content_length
@@ -149,6 +152,7 @@ async def download(
         ) from None
     if expected is not None and written != expected:
         raise RetriableProviderError(
-            f"{where}: download truncated at {written} of {expected} bytes"
+            f"{where}: download truncated at {written} of {expected} bytes",
+            code="download_truncated",
         )
     return written

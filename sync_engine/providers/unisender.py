@@ -20,10 +20,16 @@ import structlog
 from sync_engine.clock import Clock, LoopClock
 from sync_engine.config import SyncConfig, UniSenderConfig, check_unisender, parse_unisender
 from sync_engine.contact import RemoteRecord
-from sync_engine.errors import ConfigError, ExportError, FatalProviderError, ProviderError
+from sync_engine.errors import (
+    ConfigError,
+    ExportError,
+    FatalProviderError,
+    ProviderError,
+    RetriableProviderError,
+)
 from sync_engine.normalise import FieldValue
 from sync_engine.plan import Batch, BatchKind
-from sync_engine.ratelimit import CompositeLimiter, RateLimiter
+from sync_engine.ratelimit import AdaptiveLimiter, CompositeLimiter, RateLimiter
 from sync_engine.records import RowProblem, SourceRow
 from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
 from sync_engine.schema import FieldKind, FieldSchema
@@ -89,6 +95,14 @@ _WAITING_STATUSES = frozenset({"new", "processing", "queued"})
 # jitter between a call's start here and its arrival there (see RateLimiter). Against
 # a 1 call/s-grain window it costs 2.5% of the rate, against 1200 per minute 0.04%.
 ARRIVAL_MARGIN = 0.025
+# Answers that mean "too fast": they slow the adaptive limiter down.
+# A snapshot is re-requested from scratch (a new task, a new link) this many times at
+# most when a task fails or stalls, its link expires or its download keeps breaking off.
+EXPORT_ATTEMPTS = 3
+_EXPORT_LOST = frozenset({"export_failed", "export_stalled", "link_expired", "download_failed"})
+RATE_LIMIT_CODES = frozenset(
+    {"api_call_limit_exceeded_for_api_key", "api_call_limit_exceeded_for_ip", "http_429"}
+)
 
 
 class UniSenderProvider:
@@ -133,6 +147,11 @@ class UniSenderProvider:
         # Both slots are taken at one instant, so neither window is overrun while the
         # other is awaited.
         self._export_limiter = CompositeLimiter(export_limiter, self._api_limiter, name="export")
+        # In front of both: learns the account's real limit when the configured one is
+        # wrong (or another client shares the key) instead of retrying into a storm.
+        self._adaptive = AdaptiveLimiter(
+            config.rate_limit / config.rate_period, clock=self._clock, name="api"
+        )
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
         self._on_progress = on_progress or (lambda stage, info: None)
 
@@ -178,8 +197,20 @@ class UniSenderProvider:
         extra = {"rejected_error": rejected_error} if rejected_error else {}
 
         async def attempt() -> tuple[Any, list[str]]:
+            await self._adaptive.acquire()
             await (limiter if limiter is not None else self._api_limiter).acquire()
             self.stats.count_call(method)
+            try:
+                answer = await exchange()
+            except RetriableProviderError as error:
+                if error.code in RATE_LIMIT_CODES:
+                    self._adaptive.rate_limited(error.retry_after)
+                raise
+            self._adaptive.ok()
+            self.stats.rates.update(self._adaptive.summary())
+            return answer
+
+        async def exchange() -> tuple[Any, list[str]]:
             response = await _http.request(
                 self._session,
                 "POST",
@@ -265,9 +296,22 @@ class UniSenderProvider:
         params = [("field_names[]", name) for name in export_fields]
         if self.config.list_id is not None:
             params.append(("list_id", str(self.config.list_id)))
-        url = await self._wait_for_export(params)
         path = self._work_dir / f"export-{uuid.uuid4().hex}.csv"
-        size = await self._download(url, path)
+        for attempt in range(1, EXPORT_ATTEMPTS + 1):
+            try:
+                size = await self._export_once(params, path)
+                break
+            except (ExportError, RetriableProviderError) as error:
+                if error.code not in _EXPORT_LOST:
+                    raise
+                path.unlink(missing_ok=True)  # never let a partial file be read
+                if attempt == EXPORT_ATTEMPTS:
+                    raise ExportError(
+                        f"no complete export after {EXPORT_ATTEMPTS} attempts; last: {error}",
+                        code=error.code,
+                    ) from None
+                self.stats.count_retry("export")
+                log.warning("export lost; requesting a new one", attempt=attempt, error=str(error))
         log.info("export downloaded", bytes=size)
         return ExportSnapshot(
             path,
@@ -276,6 +320,15 @@ class UniSenderProvider:
             lock_columns=LOCK_COLUMNS,
             lock_presence=LOCK_PRESENCE,
         )
+
+    async def _export_once(self, params: list[tuple[str, str]], path: Path) -> int:
+        """One export task, start to file; a lost task or file raises with an _EXPORT_LOST code."""
+        url = await self._wait_for_export(params)
+        try:
+            return await self._download(url, path)
+        except RetriableProviderError as error:
+            # The download's own retries are spent: the link may be bad, not the network.
+            raise RetriableProviderError(str(error), code="download_failed") from None
 
     async def _wait_for_export(self, params: list[tuple[str, str]]) -> str:
         result, _ = await self.call(
@@ -297,7 +350,8 @@ class UniSenderProvider:
                 raise ExportError(
                     f"export task {task} not completed after {waited:.0f} s"
                     f" (status {status!r}); [provider] export_timeout ="
-                    f" {self.config.export_timeout:g}"
+                    f" {self.config.export_timeout:g}",
+                    code="export_stalled",
                 )
             await self._clock.sleep(delay)
             delay = min(delay * 1.5, self.config.export_poll_max)
@@ -315,7 +369,8 @@ class UniSenderProvider:
             if status not in _WAITING_STATUSES:
                 raise ExportError(
                     f"export task {task} reported status {status!r}"
-                    " (expected new, processing or completed)"
+                    " (expected new, processing or completed)",
+                    code="export_failed",
                 )
 
     async def _download(self, url: str, path: Path) -> int:
