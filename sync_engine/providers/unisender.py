@@ -100,6 +100,7 @@ ARRIVAL_MARGIN = 0.025
 # most when a task fails or stalls, its link expires or its download keeps breaking off.
 EXPORT_ATTEMPTS = 3
 _EXPORT_LOST = frozenset({"export_failed", "export_stalled", "link_expired", "download_failed"})
+RATE_LIMIT_PATIENCE = 20  # rate-limit refusals of one attempt, resent at the learnt pace
 RATE_LIMIT_CODES = frozenset(
     {"api_call_limit_exceeded_for_api_key", "api_call_limit_exceeded_for_ip", "http_429"}
 )
@@ -197,18 +198,29 @@ class UniSenderProvider:
         extra = {"rejected_error": rejected_error} if rejected_error else {}
 
         async def attempt() -> tuple[Any, list[str]]:
-            await self._adaptive.acquire()
-            await (limiter if limiter is not None else self._api_limiter).acquire()
-            self.stats.count_call(method)
-            try:
-                answer = await exchange()
-            except RetriableProviderError as error:
-                if error.code in RATE_LIMIT_CODES:
+            # A rate-limit refusal means the call was not executed and the limiter has
+            # slowed down: resend at the new pace without spending the retry budget,
+            # up to RATE_LIMIT_PATIENCE times, so a wrong configured limit still finishes.
+            refusals = 0
+            while True:
+                await self._adaptive.acquire()
+                await (limiter if limiter is not None else self._api_limiter).acquire()
+                self.stats.count_call(method)
+                try:
+                    answer = await exchange()
+                except RetriableProviderError as error:
+                    if error.code not in RATE_LIMIT_CODES:
+                        raise
                     self._adaptive.rate_limited(error.retry_after)
-                raise
-            self._adaptive.ok()
-            self.stats.rates.update(self._adaptive.summary())
-            return answer
+                    self.stats.rates.update(self._adaptive.summary())
+                    refusals += 1
+                    if refusals >= RATE_LIMIT_PATIENCE:
+                        raise
+                    self.stats.count_retry(method)
+                    continue
+                self._adaptive.ok()
+                self.stats.rates.update(self._adaptive.summary())
+                return answer
 
         async def exchange() -> tuple[Any, list[str]]:
             response = await _http.request(
