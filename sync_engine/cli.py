@@ -34,6 +34,7 @@ from .report import SyncReport
 from .sources._dsn import redact_dsn
 
 if TYPE_CHECKING:
+    from .emulator import FaultInjector
     from .testing import ServableEmulator
 
 __all__ = ["main"]
@@ -154,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--seed", type=Path, help="JSON file: lists, fields and contacts")
     emulate.add_argument(
         "--export-delay", type=float, default=0.2, help="seconds an export task takes to complete"
+    )
+    emulate.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="inject faults: KIND[@METHOD][=PROBABILITY|*COUNT],... e.g. 'any=0.1'"
+        " or 'hang@importContacts*2,link_expired@download'",
     )
     emulate.set_defaults(handler=_cmd_emulate)
 
@@ -454,7 +461,20 @@ def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
     emulator = UniSenderEmulator(api_key=args.api_key, options=options)
     if args.seed:
         seed_document(emulator, orjson.loads(args.seed.read_bytes()))
+    _arm_faults(emulator.faults, args.faults)
     return emulator
+
+
+def _arm_faults(faults: FaultInjector, spec: str | None) -> None:
+    """``--faults SPEC``; a bad spec raises ValueError naming the option."""
+    from .emulator import parse_fault_spec
+
+    if spec:
+        try:
+            for rule in parse_fault_spec(spec):
+                faults.add_spec(rule)
+        except ValueError as error:
+            raise ValueError(f"--faults {spec!r}: {error}") from None
 
 
 # ``sync-engine emulate <provider>``: builds the provider's emulator from the arguments
@@ -472,7 +492,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     try:
         emulator = _EMULATORS[args.provider](args)
     except (OSError, ValueError) as error:
-        print(f"sync-engine: --seed {args.seed}: {error}", file=sys.stderr)
+        where = f"--seed {args.seed}: " if args.seed and "--faults" not in str(error) else ""
+        print(f"sync-engine: {where}{error}", file=sys.stderr)
         return EXIT_CONFIG
 
     def ready(url: str) -> None:
