@@ -95,12 +95,12 @@ _WAITING_STATUSES = frozenset({"new", "processing", "queued"})
 # jitter between a call's start here and its arrival there (see RateLimiter). Against
 # a 1 call/s-grain window it costs 2.5% of the rate, against 1200 per minute 0.04%.
 ARRIVAL_MARGIN = 0.025
-# Answers that mean "too fast": they slow the adaptive limiter down.
 # A snapshot is re-requested from scratch (a new task, a new link) this many times at
 # most when a task fails or stalls, its link expires or its download keeps breaking off.
 EXPORT_ATTEMPTS = 3
 _EXPORT_LOST = frozenset({"export_failed", "export_stalled", "link_expired", "download_failed"})
 RATE_LIMIT_PATIENCE = 20  # rate-limit refusals of one attempt, resent at the learnt pace
+# Answers that mean "too fast": they slow the adaptive limiter down.
 RATE_LIMIT_CODES = frozenset(
     {"api_call_limit_exceeded_for_api_key", "api_call_limit_exceeded_for_ip", "http_429"}
 )
