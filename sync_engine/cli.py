@@ -34,7 +34,6 @@ from .report import SyncReport
 from .sources._dsn import redact_dsn
 
 if TYPE_CHECKING:
-    from .emulator import FaultInjector
     from .testing import ServableEmulator
 
 __all__ = ["main"]
@@ -451,30 +450,24 @@ def _cmd_rejects(args: argparse.Namespace) -> int:
 
 
 def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
-    from .emulator import EmulatorOptions, UniSenderEmulator, seed_document
+    from .emulator import EmulatorOptions, FaultInjector, UniSenderEmulator, seed_document
+
+    if args.faults:
+        try:
+            FaultInjector().arm(args.faults)
+        except ValueError as error:
+            raise ValueError(f"--faults {args.faults!r}: {error}") from None
 
     options = EmulatorOptions(
         brand=args.provider,
         export_processing_after=args.export_delay / 4,
         export_ready_after=args.export_delay,
+        faults=args.faults or "",
     )
     emulator = UniSenderEmulator(api_key=args.api_key, options=options)
     if args.seed:
         seed_document(emulator, orjson.loads(args.seed.read_bytes()))
-    _arm_faults(emulator.faults, args.faults)
     return emulator
-
-
-def _arm_faults(faults: FaultInjector, spec: str | None) -> None:
-    """``--faults SPEC``; a bad spec raises ValueError naming the option."""
-    from .emulator import parse_fault_spec
-
-    if spec:
-        try:
-            for rule in parse_fault_spec(spec):
-                faults.add_spec(rule)
-        except ValueError as error:
-            raise ValueError(f"--faults {spec!r}: {error}") from None
 
 
 # ``sync-engine emulate <provider>``: builds the provider's emulator from the arguments

@@ -161,6 +161,14 @@ class FaultInjector:
             after=after,
         )
 
+    def arm(self, spec: str) -> list[FaultRule]:
+        """Add the rules of a text spec (``parse_fault_spec``); all or none on a bad one."""
+        parsed = parse_fault_spec(spec)
+        trial = FaultInjector()
+        for rule in parsed:
+            trial.add_spec(rule)
+        return [self.add_spec(rule) for rule in parsed]
+
     def clear(self) -> None:
         """Remove every rule."""
         self._rules.clear()

@@ -105,6 +105,8 @@ class EmulatorOptions:
     # Injected faults: real seconds a "hang" holds the connection (longer than any client
     # timeout under test) and a "slow" answer waits; the Retry-After of
     # rate_limited_retry_after.
+    # Fault rules armed at start, as text: ``KIND[@METHOD][=P|*N],...`` (see _faults.py).
+    faults: str = ""
     fault_hang_seconds: float = 60.0
     fault_slow_seconds: float = 0.05
     fault_retry_after: float = 1.0
@@ -176,6 +178,8 @@ class UniSenderEmulator:
         )
         self.calls: Counter[str] = Counter()
         self.faults = FaultInjector(seed=opts.fault_seed)
+        if opts.faults:
+            self.faults.arm(opts.faults)
         self.requests: deque[RecordedRequest] = deque(maxlen=opts.request_log_size)
         self._methods: dict[str, _Handler] = {
             "importContacts": self._import_contacts,

@@ -7,7 +7,13 @@ from conftest import cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_engine.emulator import SURVIVABLE_KINDS, FaultInjector, parse_fault_spec
+from sync_engine.emulator import (
+    SURVIVABLE_KINDS,
+    EmulatorOptions,
+    FaultInjector,
+    UniSenderEmulator,
+    parse_fault_spec,
+)
 from sync_engine.emulator._faults import DOWNLOAD, FAULT_KINDS, fits
 
 METHODS = ("importContacts", "async/exportContacts", "async/getTaskResult", "getLists", DOWNLOAD)
@@ -23,17 +29,27 @@ def test_text_specs_read_kind_method_probability_and_count() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("", "empty fault spec"), ("http_503=lots", "'lots' is not a number"), ("boom", "unknown")],
+    [
+        (" , ", "empty fault spec"),
+        ("retry_later*2,http_503=lots", "'lots' is not a number"),
+        ("retry_later*2,boom", "unknown fault kind 'boom'"),
+        ("retry_later*2,hang=1.5", "probability must be in"),
+    ],
 )
 def test_bad_specs_are_refused_with_a_reason(spec: str, message: str) -> None:
     injector = FaultInjector()
-
-    def arm() -> None:
-        for rule in parse_fault_spec(spec):
-            injector.add_spec(rule)
-
+    injector.arm("http_503")
     with pytest.raises(ValueError, match=message):
-        arm()
+        injector.arm(spec)
+    assert len(injector.rules) == 1  # all or nothing
+
+
+def test_the_options_arm_the_emulator_at_start() -> None:
+    emulator = UniSenderEmulator(api_key="k" * 8, options=EmulatorOptions(faults="hang*2,any=0.5"))
+    assert [(r.kind, r.remaining, r.probability) for r in emulator.faults.rules] == [
+        ("hang", 2, None),
+        ("any", None, 0.5),
+    ]
 
 
 @given(seed=st.integers(0, 2**32), method=st.sampled_from(METHODS))
