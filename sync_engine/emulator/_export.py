@@ -193,6 +193,18 @@ class ExportStore:
         """Keep this task ``processing`` for ever (an injected fault)."""
         self._stalled.add(task_uuid)
 
+    def shorten(self, task_uuid: str) -> None:
+        """Cut the task's file after half its rows, at a row boundary (an injected fault).
+
+        Only files this store wrote uncompressed: a served file belongs to the caller.
+        """
+        task = self._tasks.get(task_uuid)
+        if task is None or task.rows < 0 or not task.filename.endswith(".csv"):
+            return
+        lines = task.path.read_bytes().splitlines(keepends=True)
+        keep = len(lines) - task.rows + task.rows // 2  # the header, if any, and half the rows
+        task.path.write_bytes(b"".join(lines[:keep]))
+
     def expire(self, task: ExportTask) -> None:
         """Forget the task's download link, as a pre-signed link expires (an injected fault)."""
         self._by_token.pop(task.token, None)

@@ -53,6 +53,7 @@ FaultKind = Literal[
     # the export life cycle
     "export_failed",  # getTaskResult reports an undocumented failure status
     "export_stalled",  # the task never completes
+    "export_short",  # the file holds only the first half of the rows, cleanly cut
     "link_expired",  # the download link answers 404
     "download_cut",  # the download stops mid-file, short of its Content-Length
 ]
@@ -70,7 +71,11 @@ _NETWORK: frozenset[str] = frozenset(
     {"http_500", "http_502", "http_503", "http_504", "connection_reset", "hang", "slow"}
 )
 _DOWNLOAD_KINDS = _NETWORK | {"link_expired", "download_cut"}
-_EXPORT_ONLY = {"export_failed": "async/getTaskResult", "export_stalled": "async/exportContacts"}
+_EXPORT_ONLY = {
+    "export_failed": "async/getTaskResult",
+    "export_stalled": "async/exportContacts",
+    "export_short": "async/exportContacts",
+}
 
 
 def fits(kind: str, method: str) -> bool:

@@ -6,7 +6,8 @@ option only changes the wording of messages. What it speaks (see providers.md §
 - ``GET|POST /{lang}/api/{method}`` with ``lang`` in en, ru, ua; parameters from the query,
   an urlencoded body or a multipart body, merged (the body wins). Methods:
   ``importContacts``, ``async/exportContacts``, ``async/getTaskResult``, ``getLists``,
-  ``createList``, ``getFields``, ``createField``, ``getContact``.
+  ``createList``, ``getFields``, ``createField``, ``getContact``, ``getContactCount``
+  (``list_id`` -> ``{"count": N}``, as UniSender's API reference describes it).
 - Answers are HTTP 200 ``{"result": ...}`` or ``{"error": ..., "code": ...}``; injected
   faults (``_faults.py``) can also answer HTTP 5xx with an HTML body like a proxy, reset
   the connection, never answer, answer late, cut or garble the JSON, execute a call twice
@@ -72,7 +73,9 @@ _HTML_FAULTS: dict[str, tuple[int, str]] = {
 }
 # Faults that let the call run and then spoil (or delay) its answer; the others answer
 # instead of running it.
-_AFTER_CALL = frozenset({"slow", "truncated_json", "lost_answer", "duplicated", "export_stalled"})
+_AFTER_CALL = frozenset(
+    {"slow", "truncated_json", "lost_answer", "duplicated", "export_stalled", "export_short"}
+)
 _T = TypeVar("_T")
 _Handler = Callable[[Params, web.Request], dict[str, object]]
 
@@ -190,6 +193,7 @@ class UniSenderEmulator:
             "getFields": self._get_fields,
             "createField": self._create_field,
             "getContact": self._get_contact,
+            "getContactCount": self._get_contact_count,
         }
 
     def __repr__(self) -> str:
@@ -359,10 +363,14 @@ class UniSenderEmulator:
             return web.Response(body=raw[: len(raw) // 2], content_type="application/json")
         elif kind == "lost_answer":
             return _reset(request)
-        elif kind == "export_stalled":
+        elif kind in ("export_stalled", "export_short"):
             result = body.get("result")
             if isinstance(result, dict):
-                self._exports.stall(str(result.get("task_uuid")))
+                task = str(result.get("task_uuid"))
+                if kind == "export_stalled":
+                    self._exports.stall(task)
+                else:
+                    self._exports.shorten(task)
         return json_response(body)
 
     def _fault_response(self, kind: FaultKind) -> web.Response:
@@ -510,6 +518,14 @@ class UniSenderEmulator:
         return {
             "result": {"id": self._base.catalog.add_field(name, params.text("type") or "string")}
         }
+
+    def _get_contact_count(self, params: Params, request: web.Request) -> dict[str, object]:
+        """Contacts in a list, as an export of that list would hold them."""
+        list_id = params.integer("list_id")
+        if list_id is None:
+            raise ArgumentError("Argument list_id is required")
+        self._base.catalog.check_list(list_id)
+        return {"result": {"count": self._base.count(ExportFilter(list_id=list_id))}}
 
     def _get_contact(self, params: Params, request: web.Request) -> dict[str, object]:
         email = params.text("email")

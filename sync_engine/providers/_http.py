@@ -111,12 +111,13 @@ async def download(
     timeout: float,  # noqa: ASYNC109 - a stall limit between chunks, not a deadline
     scrub: Scrubber,
     on_bytes: Callable[[int], None] | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> int:
     """Stream ``url`` to ``destination`` chunk by chunk; returns the byte count.
 
     A body shorter than its Content-Length is a truncated download: retriable, and never
     handed on, because diffing against part of the remote side would plan false inserts
-    and removals.
+    and removals. ``on_chunk`` sees every chunk as it passes (to count rows on the way).
     """
     where = redact_url(url)
     written = 0
@@ -144,6 +145,8 @@ async def download(
                     written += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
+                    if on_chunk is not None:
+                        on_chunk(chunk)
     except TimeoutError:
         raise RetriableProviderError(f"{where}: download stalled for {timeout:g} s") from None
     except aiohttp.ClientError as error:

@@ -7,6 +7,7 @@ stream ``file_to_download`` to disk -> parse row by row.
 
 from __future__ import annotations
 
+import csv
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from sync_engine.records import RowProblem, SourceRow
 from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
 from sync_engine.schema import FieldKind, FieldSchema
 from sync_engine.sources._threaded import iterate_in_thread
+from sync_engine.tabular import sniff_delimiter
 
 from . import _http
 from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
@@ -98,7 +100,12 @@ ARRIVAL_MARGIN = 0.025
 # A snapshot is re-requested from scratch (a new task, a new link) this many times at
 # most when a task fails or stalls, its link expires or its download keeps breaking off.
 EXPORT_ATTEMPTS = 3
-_EXPORT_LOST = frozenset({"export_failed", "export_stalled", "link_expired", "download_failed"})
+_EXPORT_LOST = frozenset(
+    {"export_failed", "export_stalled", "link_expired", "download_failed", "export_short"}
+)
+# An export may hold this share fewer rows than the provider counted a moment before
+# (other systems change the list meanwhile); fewer still is a partial export.
+EXPORT_SHORTFALL = 0.05
 RATE_LIMIT_PATIENCE = 20  # rate-limit refusals of one attempt, resent at the learnt pace
 # Answers that mean "too fast": they slow the adaptive limiter down.
 RATE_LIMIT_CODES = frozenset(
@@ -335,12 +342,46 @@ class UniSenderProvider:
 
     async def _export_once(self, params: list[tuple[str, str]], path: Path) -> int:
         """One export task, start to file; a lost task or file raises with an _EXPORT_LOST code."""
+        expected = await self._contact_count()
         url = await self._wait_for_export(params)
+        shape = _FileShape()
         try:
-            return await self._download(url, path)
+            size = await self._download(url, path, shape)
         except RetriableProviderError as error:
             # The download's own retries are spent: the link may be bad, not the network.
             raise RetriableProviderError(str(error), code="download_failed") from None
+        fields = [value for name, value in params if name == "field_names[]"]
+        rows = shape.rows_at_most(fields[0] if fields else "")
+        if expected and rows is not None and rows < expected * (1 - EXPORT_SHORTFALL):
+            raise ExportError(
+                f"the export holds at most {rows} rows, but the provider counted {expected}"
+                f" contacts in list {self.config.list_id}: a partial export is never diffed",
+                code="export_short",
+            )
+        return size
+
+    async def _contact_count(self) -> int | None:
+        """The provider's own count of the synced list, to check the export by; None: unknown.
+
+        Only a check: an account without the method, or an answer that makes no sense,
+        leaves the export unchecked (and says so) rather than failing the run.
+        """
+        if self.config.list_id is None:
+            return None
+        try:
+            result, _ = await self.call("getContactCount", [("list_id", str(self.config.list_id))])
+        except FatalProviderError as error:
+            if error.code != "unknown_method":
+                raise
+            result = None
+        except ProviderError as error:
+            log.warning("no contact count; the export is not checked by it", error=str(error))
+            return None
+        count = result.get("count") if isinstance(result, dict) else None
+        if isinstance(count, int | str) and str(count).isdigit():
+            return int(count)
+        log.warning("no contact count; the export is not checked by it", answer=repr(result)[:80])
+        return None
 
     async def _wait_for_export(self, params: list[tuple[str, str]]) -> str:
         result, _ = await self.call(
@@ -385,7 +426,7 @@ class UniSenderProvider:
                     code="export_failed",
                 )
 
-    async def _download(self, url: str, path: Path) -> int:
+    async def _download(self, url: str, path: Path, shape: _FileShape) -> int:
         def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
             self.stats.count_retry("download")
             log.warning("retrying download", attempt=attempt_no, error=str(error))
@@ -400,6 +441,7 @@ class UniSenderProvider:
         async def attempt() -> int:
             nonlocal received
             received = 0
+            shape.reset()
             self.stats.count_call("download")
             return await _http.download(
                 self._session,
@@ -408,6 +450,7 @@ class UniSenderProvider:
                 timeout=self.config.timeout,
                 scrub=self._scrub,
                 on_bytes=on_bytes,
+                on_chunk=shape,
             )
 
         return await call_with_retries(
@@ -488,6 +531,42 @@ class UniSenderProvider:
             cells = _identity_cells(change.key, identity)
             rows.append([*cells, *(list_id if cell else "" for cell in cells)])
         return field_names, rows
+
+
+class _FileShape:
+    """Counts an export's lines as it downloads, for an upper bound on its rows.
+
+    Quoted line breaks and a header only add lines, and a UTF-16/32 text only adds stray
+    0x0A bytes, so the line count never undercounts the rows: an export with fewer lines
+    than the provider's count is short. Compressed files are left to their own checksums.
+    """
+
+    _HEAD = 65536
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lines = 0
+        self.head = b""
+        self.last = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        if len(self.head) < self._HEAD:
+            self.head += chunk[: self._HEAD - len(self.head)]
+        self.lines += chunk.count(b"\n")
+        if chunk:
+            self.last = chunk[-1:]
+
+    def rows_at_most(self, first_field: str) -> int | None:
+        """At most this many data rows; None for a compressed file (not counted)."""
+        if self.head.startswith((b"\x1f\x8b", b"PK", b"BZh")):
+            return None
+        lines = self.lines + (1 if self.last not in (b"", b"\n") else 0)
+        first = self.head.split(b"\n", 1)[0].decode("utf-8-sig", "replace").strip()
+        cells = next(csv.reader([first], delimiter=sniff_delimiter(first)), [])
+        has_header = first_field.lower() in {cell.strip().lower() for cell in cells}
+        return max(0, lines - 1) if has_header else lines
 
 
 def _identity_cells(key: str, identity: Sequence[str]) -> list[str]:
