@@ -122,6 +122,30 @@ async def test_a_password_in_a_postgres_journal_dsn_never_shows(
     code, out, err = await cli("history", "--config", str(config), env=env)
     assert code == 0, err
     assert leaks(tmp_path, out, err) == []
+    journal = await journal_text(pg_schema)
+    assert "x@spamtrap.example.com" in journal  # the provider's reject, remembered
+    assert leaks(tmp_path, journal) == []
+
+
+async def journal_text(schema: str) -> str:
+    """Every row of every table of the journal's schema, as text."""
+    import asyncpg
+
+    connection = await asyncpg.connect(PG_DSN)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+        assert tables, f"no journal tables in {schema}"
+        parts = []
+        for table in tables:
+            rows = await connection.fetch(
+                f'SELECT t::text FROM "{schema}"."{table["table_name"]}" t'
+            )
+            parts += [str(row[0]) for row in rows]
+    finally:
+        await connection.close()
+    return "\n".join(parts)
 
 
 async def test_an_unreachable_postgres_dsn_fails_clearly_without_its_password(
