@@ -6,6 +6,7 @@ neutralise spreadsheet formulas. (Random bytes into the readers: test_readers_fu
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -252,7 +253,7 @@ def toml_value(value: object) -> str:
     return f'"{escaped}"'
 
 
-@HOSTILE
+@settings(HOSTILE, max_examples=int(os.environ.get("HOSTILE_CONFIG_EXAMPLES", "300")))
 @given(
     section=st.sampled_from(sorted(CONFIG_KEYS)),
     data=st.data(),
@@ -331,3 +332,18 @@ def test_the_rejects_file_never_holds_a_live_formula(
     for row, problem in zip(read[1:], problems, strict=True):
         reason = row[ProblemSink.COLUMNS.index("reason")]
         assert reason in (problem.reason, "'" + problem.reason)
+
+
+def test_config_values_the_fuzzer_found_give_an_answer_not_a_crash(scratch: Path) -> None:
+    """Found by the property above: a NUL in an encoding name crashed codecs.lookup, and
+    ``~name`` for no such user crashed expanduser."""
+    path = scratch / "found.toml"
+    body = (
+        '[provider]\ntype = "unisender"\napi_key = "k3y-secret-value"\n[mapping]\nemail = "email"\n'
+    )
+    path.write_text('[source]\npath = "c.csv"\nencoding = "\\u0000"\n' + body, encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown encoding"):
+        load_config(path, env={})
+    path.write_text('[source]\npath = "~no-such-user-0/c.csv"\n' + body, encoding="utf-8")
+    config = load_config(path, env={})
+    assert str(config.source.path).endswith("~no-such-user-0/c.csv")  # type: ignore[union-attr]
