@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services demo test lint bench bench-10m crash-soak clean
+.PHONY: install services demo test lint bench bench-10m crash-soak soak clean
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ crash-soak: install services
 	SYNC_ENGINE_KILL_ROUNDS=40 SYNC_ENGINE_KILL_BUDGET=600 SYNC_ENGINE_KILL_CONTACTS=50000 \
 		$(BIN)/python -m pytest -q -s -p no:cacheprovider --timeout 900 \
 		tests/integration/test_cli_crash.py -k sigkill
+
+# Issue #8: a 200,000-contact mirror sync against an emulator failing in every way it can
+# (each kind at least once, plus 10% of all calls at random); must converge. ~30 s.
+soak: install
+	$(BIN)/python -m benchmarks.soak --contacts 200000 --faults 0.1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage build *.egg-info

@@ -161,6 +161,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0.2,
         help="eSputnik: seconds an import session takes to finish",
     )
+    emulate.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="inject faults: KIND[@METHOD][=PROBABILITY|*COUNT],... e.g. 'any=0.1'"
+        " or 'hang@importContacts*2,link_expired@download'",
+    )
     emulate.set_defaults(handler=_cmd_emulate)
 
     demo = commands.add_parser("demo", help="a real sync of sample contacts against the emulator")
@@ -452,12 +458,19 @@ def _cmd_rejects(args: argparse.Namespace) -> int:
 
 
 def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
-    from .emulator import EmulatorOptions, UniSenderEmulator, seed_document
+    from .emulator import EmulatorOptions, FaultInjector, UniSenderEmulator, seed_document
+
+    if args.faults:
+        try:
+            FaultInjector().arm(args.faults)
+        except ValueError as error:
+            raise ValueError(f"--faults {args.faults!r}: {error}") from None
 
     options = EmulatorOptions(
         brand=args.provider,
         export_processing_after=args.export_delay / 4,
         export_ready_after=args.export_delay,
+        faults=args.faults or "",
     )
     emulator = UniSenderEmulator(api_key=args.api_key, options=options)
     if args.seed:
@@ -506,7 +519,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     try:
         emulator = _EMULATORS[args.provider](args)
     except (OSError, ValueError) as error:
-        print(f"sync-engine: --seed {args.seed}: {error}", file=sys.stderr)
+        where = f"--seed {args.seed}: " if args.seed and "--faults" not in str(error) else ""
+        print(f"sync-engine: {where}{error}", file=sys.stderr)
         return EXIT_CONFIG
 
     def ready(url: str) -> None:

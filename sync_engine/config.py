@@ -433,7 +433,10 @@ class ConfigTable:
 
 
 def _resolve(base_dir: Path, text: str) -> Path:
-    candidate = Path(text).expanduser()
+    try:
+        candidate = Path(text).expanduser()
+    except RuntimeError:  # "~name" with no such user: kept as written, as a shell does
+        candidate = Path(text)
     return candidate if candidate.is_absolute() else base_dir / candidate
 
 
@@ -571,7 +574,7 @@ def _encoding(table: ConfigTable, default: str) -> str:
     name = table.get("encoding", str, default)
     try:
         codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise ConfigError(f"{table.where('encoding')}: unknown encoding {name!r}") from None
     return name
 

@@ -222,6 +222,7 @@ class SyncEngine:
             if stats is not None:
                 report.calls = dict(stats.calls)
                 report.retries = dict(stats.retries)
+                report.rates = dict(stats.rates)
             self._progress.close()
         return report
 

@@ -4,7 +4,10 @@ A ``RateLimiter`` keeps the start times of recent calls (a sliding-window log), 
 guarantee is exact for every window, the first one included: a token bucket that starts
 full lets up to twice the rate through in its first window, which a provider counting
 calls per rolling minute would refuse. A ``CompositeLimiter`` takes slots from several
-limiters at one instant (the API-wide limit plus one method's own limit).
+limiters at one instant (the API-wide limit plus one method's own limit). An
+``AdaptiveLimiter`` sits in front of either and learns the provider's real limit from
+its refusals (AIMD), for a configured limit that is wrong or an account shared with
+other clients.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import anyio
 
 from .clock import Clock, LoopClock
 
-__all__ = ["CompositeLimiter", "RateLimiter"]
+__all__ = ["AdaptiveLimiter", "CompositeLimiter", "RateLimiter"]
 
 
 @dataclass(eq=False)
@@ -271,3 +274,137 @@ class CompositeLimiter:
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
         return f"CompositeLimiter({label}{', '.join(map(repr, self.limiters))})"
+
+
+class AdaptiveLimiter:
+    """Paces calls by what the provider accepts: halve on a refusal, creep back on success.
+
+    The protocol for a provider (three calls, nothing else):
+
+    - ``await acquire()`` before every call, before the fixed limiter's own ``acquire``;
+    - ``rate_limited(retry_after)`` when the provider refused a call for its rate (a
+      rate-limit code, HTTP 429), with its Retry-After in seconds if it sent one;
+    - ``ok()`` when a call went through.
+
+    Until the first refusal it lets every call straight through (the fixed limiter
+    already keeps the configured rate). A refusal cuts the rate by ``decrease`` (not
+    below ``floor``) and, with a Retry-After, holds every start until it has passed; one
+    refusal per ``cooldown`` seconds counts, since the calls already in flight were sent
+    at the old rate and will be refused together. Each success adds ``ceiling / recovery``
+    calls/s, so after ``recovery`` successes a halved rate is back at the ceiling.
+
+    ``effective_rate`` is calls started per second between the first and the last start;
+    ``slowdowns`` counts the cuts and ``lowest`` is the lowest rate reached (calls/s).
+    """
+
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        floor: float | None = None,
+        decrease: float = 0.5,
+        recovery: int = 200,
+        cooldown: float = 1.0,
+        clock: Clock | None = None,
+        name: str = "",
+    ) -> None:
+        if not 0 < ceiling < float("inf"):
+            raise ValueError(f"ceiling must be a positive rate, got {ceiling!r}")
+        floor = ceiling / 100 if floor is None else floor
+        if not 0 < floor <= ceiling:
+            raise ValueError(f"floor must be in (0, ceiling], got {floor!r}")
+        if not 0 < decrease < 1:
+            raise ValueError(f"decrease must be in (0, 1), got {decrease!r}")
+        if recovery < 1:
+            raise ValueError(f"recovery must be at least 1 call, got {recovery!r}")
+        if not 0 <= cooldown < float("inf"):
+            raise ValueError(f"cooldown must be a finite number >= 0, got {cooldown!r}")
+        self.ceiling = float(ceiling)
+        self.floor = float(floor)
+        self.decrease = decrease
+        self.step = self.ceiling / recovery
+        self.cooldown = cooldown
+        self.name = name
+        self._clock: Clock = LoopClock() if clock is None else clock
+        self._lock = anyio.Lock()  # FIFO: callers start in arrival order
+        self.rate = self.ceiling
+        self.lowest = self.ceiling
+        self.slowdowns = 0
+        self.acquired = 0
+        self._not_before = float("-inf")
+        self._last_cut = float("-inf")
+        self._first: float | None = None
+        self._last = float("-inf")
+
+    @property
+    def throttled(self) -> bool:
+        """Whether the rate is below the ceiling (pacing is active)."""
+        return self.rate < self.ceiling
+
+    def _start_at(self, now: float) -> float:
+        start = self._not_before
+        if self.throttled:
+            start = max(start, self._last + 1.0 / self.rate)
+        return max(start, now)
+
+    async def acquire(self) -> None:
+        """Wait until the learnt rate allows one more start, then take it."""
+        now = self._clock.now()
+        if not self._lock.locked() and self._start_at(now) <= now:
+            self._record(now)
+            return
+        async with self._lock:
+            while True:  # the rate may change while we sleep: recompute each time
+                now = self._clock.now()
+                start = self._start_at(now)
+                if start <= now:
+                    break
+                await self._clock.sleep(start - now)
+            self._record(now)
+
+    def _record(self, now: float) -> None:
+        if self._first is None:
+            self._first = now
+        self._last = now
+        self.acquired += 1
+
+    def rate_limited(self, retry_after: float | None = None) -> None:
+        """The provider refused a call for its rate: slow down (and pause for Retry-After)."""
+        now = self._clock.now()
+        if retry_after is not None and retry_after == retry_after and retry_after > 0:
+            self._not_before = max(self._not_before, now + retry_after)
+        if now - self._last_cut < self.cooldown:
+            return
+        self._last_cut = now
+        self.rate = max(self.floor, self.rate * self.decrease)
+        self.lowest = min(self.lowest, self.rate)
+        self.slowdowns += 1
+
+    def ok(self) -> None:
+        """A call went through: speed up a little, up to the ceiling."""
+        if self.throttled:
+            self.rate = min(self.ceiling, self.rate + self.step)
+
+    @property
+    def effective_rate(self) -> float | None:
+        """Calls started per second so far; None before two starts at different times."""
+        if self._first is None or self._last <= self._first:
+            return None
+        return (self.acquired - 1) / (self._last - self._first)
+
+    def summary(self) -> dict[str, float]:
+        """Figures for a run report: rates in calls per second."""
+        figures = {
+            "configured": round(self.ceiling, 4),
+            "current": round(self.rate, 4),
+            "lowest": round(self.lowest, 4),
+            "slowdowns": float(self.slowdowns),
+            "calls": float(self.acquired),
+        }
+        if self.effective_rate is not None:
+            figures["effective"] = round(self.effective_rate, 4)
+        return figures
+
+    def __repr__(self) -> str:
+        label = f"{self.name!r}, " if self.name else ""
+        return f"AdaptiveLimiter({label}{self.rate:.3g}/s of {self.ceiling:.3g}/s)"

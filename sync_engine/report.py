@@ -167,6 +167,7 @@ class SyncReport:
     stages: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)  # calls/s: see ProviderStats
     problems: ProblemSink = field(default_factory=ProblemSink)
 
     @property
@@ -236,6 +237,7 @@ class SyncReport:
             "stages": {k: round(v, 4) for k, v in self.stages.items()},
             "calls": self.calls,
             "retries": self.retries,
+            "rates": self.rates,
         }
 
     def render_text(self) -> str:
@@ -301,6 +303,20 @@ class SyncReport:
             calls = ", ".join(f"{k} {v}" for k, v in sorted(self.calls.items()))
             retries = sum(self.retries.values())
             yield f"  calls: {calls}" + (f"; {retries} retried" if retries else "")
+        if "effective" in self.rates:
+            rates = self.rates
+            slowed = int(rates.get("slowdowns", 0))
+            yield (
+                f"  rate: {rates['effective']:.2f} calls/s effective"
+                f" (configured {rates.get('configured', 0):.2f}/s"
+                + (
+                    f"; slowed down {slowed} times by the provider's refusals,"
+                    f" lowest {rates.get('lowest', 0):.2f}/s"
+                    if slowed
+                    else ""
+                )
+                + ")"
+            )
 
 
 def _jsonable(value: object) -> object:

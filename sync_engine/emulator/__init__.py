@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._admin import seed_document
 from ._esputnik_state import EmulatedESputnikContact
 from ._export import ExportFormat
-from ._faults import FaultInjector, FaultKind
+from ._faults import SURVIVABLE_KINDS, FaultInjector, FaultKind, parse_fault_spec
 from ._model import EmulatedContact
 from ._wire import RecordedRequest
 from .altcraft import AltcraftEmulator, AltcraftOptions, ExportLayout
@@ -13,6 +13,7 @@ from .esputnik import ESputnikEmulator, ESputnikOptions, Exchange
 from .unisender import EmulatorOptions, UniSenderEmulator
 
 __all__ = [
+    "SURVIVABLE_KINDS",
     "AltcraftEmulator",
     "AltcraftOptions",
     "ESputnikEmulator",
@@ -27,5 +28,6 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "UniSenderEmulator",
+    "parse_fault_spec",
     "seed_document",
 ]

@@ -125,6 +125,7 @@ class ExportStore:
         self._ready_after = ready_after
         self._tasks: dict[str, ExportTask] = {}
         self._by_token: dict[str, ExportTask] = {}
+        self._stalled: set[str] = set()
         self._directory: Path | None = None
         self._finalizer: weakref.finalize[[str], ExportStore] | None = None
 
@@ -188,8 +189,30 @@ class ExportStore:
         """The task with this uuid, if any."""
         return self._tasks.get(task_uuid)
 
+    def stall(self, task_uuid: str) -> None:
+        """Keep this task ``processing`` for ever (an injected fault)."""
+        self._stalled.add(task_uuid)
+
+    def shorten(self, task_uuid: str) -> None:
+        """Cut the task's file after half its rows, at a row boundary (an injected fault).
+
+        Only files this store wrote uncompressed: a served file belongs to the caller.
+        """
+        task = self._tasks.get(task_uuid)
+        if task is None or task.rows < 0 or not task.filename.endswith(".csv"):
+            return
+        lines = task.path.read_bytes().splitlines(keepends=True)
+        keep = len(lines) - task.rows + task.rows // 2  # the header, if any, and half the rows
+        task.path.write_bytes(b"".join(lines[:keep]))
+
+    def expire(self, task: ExportTask) -> None:
+        """Forget the task's download link, as a pre-signed link expires (an injected fault)."""
+        self._by_token.pop(task.token, None)
+
     def status(self, task: ExportTask, now: float) -> ExportStatus:
         """``new``, then ``processing``, then ``completed``, by the emulator's clock."""
+        if task.uuid in self._stalled:
+            return "processing"
         elapsed = now - task.created_at
         if elapsed < self._processing_after:
             return "new"
@@ -208,6 +231,7 @@ class ExportStore:
         """Forget every task and remove the directory; safe to call twice."""
         self._tasks.clear()
         self._by_token.clear()
+        self._stalled.clear()
         if self._finalizer is not None:
             self._finalizer()
         self._directory = None

@@ -1,36 +1,98 @@
-"""Fault injection: make chosen calls fail the way the real provider (or its proxy) does.
+"""Fault injection: make chosen calls fail the way the real provider (or its network) does.
 
-A rule fires *instead of* executing a call. Rules are either counted ("the next 2
-importContacts calls answer retry_later") or probabilistic with a seeded
-``random.Random``, so a flaky run is reproducible.
+A rule fires *instead of* (or around) executing a call. Rules are either counted ("the
+next 2 importContacts calls answer retry_later") or probabilistic with a seeded
+``random.Random``, so a flaky run is reproducible. A rule of kind ``any`` picks one of
+the survivable kinds at random each time it fires: the soak test's "10% of everything".
+
+Each kind belongs to the sites where it makes sense (an API call, an export poll, the
+export download); a rule is skipped, not spent, at a site its kind does not fit.
+Text specs (``sync-engine emulate --faults``) read ``KIND[@METHOD][=PROBABILITY|*COUNT]``,
+comma-separated, e.g. ``any=0.1`` or ``hang@importContacts*2,link_expired@download``.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
-__all__ = ["FAULT_KINDS", "FaultInjector", "FaultKind", "FaultRule"]
+__all__ = [
+    "ANY",
+    "DOWNLOAD",
+    "FAULT_KINDS",
+    "SURVIVABLE_KINDS",
+    "FaultInjector",
+    "FaultKind",
+    "FaultRule",
+    "parse_fault_spec",
+]
 
 FaultKind = Literal[
-    "http_503",
-    "http_500",
+    # answers of the provider's API (HTTP 200 with an error code)
     "retry_later",
-    "rate_limited",
+    "rate_limited",  # Retry-After only when the emulator's options set one
+    "rate_limited_retry_after",  # always with a Retry-After header
     "invalid_arg",
     "access_denied",
     "not_enough_money",
+    # a proxy or the network in front of it
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "connection_reset",  # the connection closes before any answer
+    "hang",  # no answer until the client's timeout fires
+    "slow",  # a correct answer, late
+    "malformed_json",  # a 200 whose body is not JSON; the call was not executed
+    "truncated_json",  # the call was executed, its answer cut in half
+    "lost_answer",  # the call was executed, then the connection closed
+    "duplicated",  # the call was executed twice (a proxy resent it), answered once
+    # the export life cycle
+    "export_failed",  # getTaskResult reports an undocumented failure status
+    "export_stalled",  # the task never completes
+    "export_short",  # the file holds only the first half of the rows, cleanly cut
+    "link_expired",  # the download link answers 404
+    "download_cut",  # the download stops mid-file, short of its Content-Length
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+ANY = "any"
+DOWNLOAD = "download"  # the method name the export download is matched as
+
+_FATAL: frozenset[str] = frozenset({"invalid_arg", "access_denied", "not_enough_money"})
+# What a correct client must ride out: everything but the answers that stop a run or
+# reject a batch for good.
+SURVIVABLE_KINDS: tuple[FaultKind, ...] = tuple(
+    sorted(cast(FaultKind, k) for k in FAULT_KINDS - _FATAL)
+)
+_NETWORK: frozenset[str] = frozenset(
+    {"http_500", "http_502", "http_503", "http_504", "connection_reset", "hang", "slow"}
+)
+_DOWNLOAD_KINDS = _NETWORK | {"link_expired", "download_cut"}
+_EXPORT_ONLY = {
+    "export_failed": "async/getTaskResult",
+    "export_stalled": "async/exportContacts",
+    "export_short": "async/exportContacts",
+}
+
+
+def fits(kind: str, method: str) -> bool:
+    """Whether ``kind`` can happen at a call of ``method`` (or at the download)."""
+    if method == DOWNLOAD:
+        return kind in _DOWNLOAD_KINDS
+    if kind in ("link_expired", "download_cut"):
+        return False
+    where = _EXPORT_ONLY.get(kind)
+    return where is None or where == method
 
 
 @dataclass(slots=True)
 class FaultRule:
-    """One rule: which method (None = any), what fails, how often."""
+    """One rule: which method (None = any), what fails (``any``: a random kind), how often."""
 
-    kind: FaultKind
+    kind: FaultKind | Literal["any"]
     method: str | None
     remaining: int | None
     probability: float | None
@@ -38,16 +100,20 @@ class FaultRule:
 
 
 class FaultInjector:
-    """Ordered fault rules; the first rule that fires for a call wins."""
+    """Ordered fault rules; the first rule that fires for a call wins.
+
+    ``injected`` counts the faults served, by kind, so a test can print and check them.
+    """
 
     def __init__(self, *, seed: int = 0) -> None:
         self._random = random.Random(seed)  # noqa: S311 - reproducible test faults, not crypto
         self._rules: list[FaultRule] = []
+        self.injected: Counter[str] = Counter()
 
     def add(
         self,
         *,
-        kind: FaultKind,
+        kind: FaultKind | Literal["any"],
         method: str | None = None,
         count: int | None = None,
         probability: float | None = None,
@@ -58,8 +124,10 @@ class FaultInjector:
         ``count`` is how many times it fires (default 1; unlimited when only a
         ``probability`` is given); ``after`` lets that many matching calls through first.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if kind != ANY and kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {kind!r}; expected 'any' or one of {sorted(FAULT_KINDS)}"
+            )
         if count is not None and count < 1:
             raise ValueError("fault count must be at least 1")
         if probability is not None and not 0.0 < probability <= 1.0:
@@ -84,7 +152,9 @@ class FaultInjector:
             raise ValueError("fault 'kind' must be a string and 'method' a string or null")
         if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
             raise ValueError("fault 'count' must be an integer")
-        if probability is not None and not isinstance(probability, int | float):
+        if probability is not None and (
+            not isinstance(probability, int | float) or isinstance(probability, bool)
+        ):
             raise ValueError("fault 'probability' must be a number")
         if not isinstance(after, int) or isinstance(after, bool):
             raise ValueError("fault 'after' must be an integer")
@@ -95,6 +165,14 @@ class FaultInjector:
             probability=None if probability is None else float(probability),
             after=after,
         )
+
+    def arm(self, spec: str) -> list[FaultRule]:
+        """Add the rules of a text spec (``parse_fault_spec``); all or none on a bad one."""
+        parsed = parse_fault_spec(spec)
+        trial = FaultInjector()
+        for rule in parsed:
+            trial.add_spec(rule)
+        return [self.add_spec(rule) for rule in parsed]
 
     def clear(self) -> None:
         """Remove every rule."""
@@ -110,6 +188,9 @@ class FaultInjector:
         for rule in self._rules:
             if rule.method is not None and rule.method != method:
                 continue
+            choices = [k for k in SURVIVABLE_KINDS if fits(k, method)] if rule.kind == ANY else []
+            if rule.kind != ANY and not fits(rule.kind, method):
+                continue
             if rule.skip > 0:
                 rule.skip -= 1
                 continue
@@ -119,5 +200,34 @@ class FaultInjector:
                 rule.remaining -= 1
                 if rule.remaining == 0:
                     self._rules.remove(rule)
-            return rule.kind
+            kind = self._random.choice(choices) if rule.kind == ANY else rule.kind
+            self.injected[kind] += 1
+            return cast(FaultKind, kind)
         return None
+
+
+def parse_fault_spec(text: str) -> list[dict[str, object]]:
+    """``KIND[@METHOD][=PROBABILITY|*COUNT]``, comma-separated, as ``add_spec`` objects."""
+    specs: list[dict[str, object]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        spec: dict[str, object] = {}
+        head, amount = part, ""
+        for mark in ("=", "*"):
+            if mark in part:
+                head, amount = part.split(mark, 1)
+                try:
+                    if mark == "=":
+                        spec["probability"] = float(amount)
+                    else:
+                        spec["count"] = int(amount)
+                except ValueError:
+                    raise ValueError(f"fault {part!r}: {amount!r} is not a number") from None
+                break
+        kind, _, method = head.partition("@")
+        spec["kind"] = kind.strip()
+        if method.strip():
+            spec["method"] = method.strip()
+        specs.append(spec)
+    if not specs:
+        raise ValueError("empty fault spec; expected e.g. 'any=0.1' or 'http_503@importContacts*2'")
+    return specs

@@ -374,6 +374,10 @@ class ContactBase:
                 raise ArgumentError(f"Unknown field name {name!r}")
         return list(field_names)
 
+    def count(self, selection: ExportFilter) -> int:
+        """How many contacts an export with this selection would hold."""
+        return sum(1 for contact in self._contacts.values() if selection.matches(contact))
+
     def export_rows(self, columns: Sequence[str], selection: ExportFilter) -> Iterator[list[str]]:
         """Matching contacts as rows, oldest first; consume it before the base changes."""
         for contact in self._contacts.values():

@@ -6,9 +6,12 @@ option only changes the wording of messages. What it speaks (see providers.md §
 - ``GET|POST /{lang}/api/{method}`` with ``lang`` in en, ru, ua; parameters from the query,
   an urlencoded body or a multipart body, merged (the body wins). Methods:
   ``importContacts``, ``async/exportContacts``, ``async/getTaskResult``, ``getLists``,
-  ``createList``, ``getFields``, ``createField``, ``getContact``.
+  ``createList``, ``getFields``, ``createField``, ``getContact``, ``getContactCount``
+  (``list_id`` -> ``{"count": N}``, as UniSender's API reference describes it).
 - Answers are HTTP 200 ``{"result": ...}`` or ``{"error": ..., "code": ...}``; injected
-  faults can also answer HTTP 500/503 with an HTML body, like a proxy in front of the API.
+  faults (``_faults.py``) can also answer HTTP 5xx with an HTML body like a proxy, reset
+  the connection, never answer, answer late, cut or garble the JSON, execute a call twice
+  or lose its answer, fail or stall an export, expire its link or cut its download.
 - ``GET /download/{token}/{filename}`` serves a finished export without an API key, like
   the pre-signed AWS link the real provider hands out.
 - ``/_emulator/...`` admin endpoints (contacts, seed, faults, calls, requests) drive an
@@ -35,7 +38,7 @@ from aiohttp import web
 
 from ._admin import add_admin_routes
 from ._export import ExportFormat, ExportStore
-from ._faults import FaultInjector, FaultKind
+from ._faults import DOWNLOAD, FaultInjector, FaultKind
 from ._model import (
     ArgumentError,
     EmulatedContact,
@@ -63,9 +66,16 @@ _EMAIL_STATUSES = frozenset(
 )
 _PHONE_STATUSES = frozenset({"new", "active", "inactive", "unsubscribed", "blocked"})
 _HTML_FAULTS: dict[str, tuple[int, str]] = {
-    "http_503": (503, "503 Service Temporarily Unavailable"),
     "http_500": (500, "500 Internal Server Error"),
+    "http_502": (502, "502 Bad Gateway"),
+    "http_503": (503, "503 Service Temporarily Unavailable"),
+    "http_504": (504, "504 Gateway Time-out"),
 }
+# Faults that let the call run and then spoil (or delay) its answer; the others answer
+# instead of running it.
+_AFTER_CALL = frozenset(
+    {"slow", "truncated_json", "lost_answer", "duplicated", "export_stalled", "export_short"}
+)
 _T = TypeVar("_T")
 _Handler = Callable[[Params, web.Request], dict[str, object]]
 
@@ -95,6 +105,14 @@ class EmulatorOptions:
     # Serve this file as every export, as it is, instead of one written from the
     # contacts (benchmarks' big files, tests' malformed ones). Argument checks still run.
     export_file: Path | None = None
+    # Injected faults: real seconds a "hang" holds the connection (longer than any client
+    # timeout under test) and a "slow" answer waits; the Retry-After of
+    # rate_limited_retry_after.
+    # Fault rules armed at start, as text: ``KIND[@METHOD][=P|*N],...`` (see _faults.py).
+    faults: str = ""
+    fault_hang_seconds: float = 60.0
+    fault_slow_seconds: float = 0.05
+    fault_retry_after: float = 1.0
 
     def __post_init__(self) -> None:
         if self.brand not in ("unisender", "selzy"):
@@ -105,6 +123,25 @@ class EmulatorOptions:
             raise ValueError("retry_after must not be negative")
         if self.contact_limit is not None and self.contact_limit < 0:
             raise ValueError("contact_limit must not be negative")
+
+
+def _reset(request: web.Request) -> web.Response:
+    """Close the connection without an answer (the client sees a disconnect)."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never reaches the client: the connection is gone
+
+
+async def _cut_download(request: web.Request, path: Path, content_type: str) -> web.StreamResponse:
+    """Announce the whole file, send half of it, and hang up."""
+    data = await anyio.Path(path).read_bytes()
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = len(data)
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def _seconds(value: float) -> str:
@@ -144,6 +181,8 @@ class UniSenderEmulator:
         )
         self.calls: Counter[str] = Counter()
         self.faults = FaultInjector(seed=opts.fault_seed)
+        if opts.faults:
+            self.faults.arm(opts.faults)
         self.requests: deque[RecordedRequest] = deque(maxlen=opts.request_log_size)
         self._methods: dict[str, _Handler] = {
             "importContacts": self._import_contacts,
@@ -154,6 +193,7 @@ class UniSenderEmulator:
             "getFields": self._get_fields,
             "createField": self._create_field,
             "getContact": self._get_contact,
+            "getContactCount": self._get_contact_count,
         }
 
     def __repr__(self) -> str:
@@ -241,8 +281,8 @@ class UniSenderEmulator:
         )
         params = Params(items)
         fault = self.faults.take(method)
-        if fault is not None:
-            return self._fault_response(fault)
+        if fault is not None and fault not in _AFTER_CALL:
+            return await self._serve_fault(fault, request)
         key = params.get("api_key") or ""
         if not hmac.compare_digest(key.encode(), self._api_key.encode()):
             return error_response(
@@ -256,8 +296,12 @@ class UniSenderEmulator:
             return self._fault_response("rate_limited")
         try:
             body = handler(params, request)
+            if fault == "duplicated":
+                handler(params, request)  # a proxy resent it; the client sees one answer
         except ArgumentError as exc:
             return error_response("invalid_arg", str(exc))
+        if fault is not None:
+            return await self._spoil(fault, body, request)
         if method == "importContacts" and self.options.import_answer_delay:
             await anyio.sleep(self.options.import_answer_delay)
         if method == "importContacts" and self._answers_released is not None:
@@ -291,15 +335,55 @@ class UniSenderEmulator:
             window.record(key, now)
         return True
 
+    async def _serve_fault(self, kind: FaultKind, request: web.Request) -> web.StreamResponse:
+        """Answer with ``kind`` instead of running the call."""
+        if kind == "connection_reset":
+            return _reset(request)
+        if kind == "hang":
+            await anyio.sleep(self.options.fault_hang_seconds)
+            return _reset(request)
+        if kind == "malformed_json":
+            return web.Response(body=b'{"result": {"ta<html>', content_type="application/json")
+        if kind == "export_failed":
+            task = Params(await read_params(request)).text("task_uuid") or ""
+            return json_response(
+                {"result": {"task_uuid": task, "task_type": "exportContacts", "status": "failed"}}
+            )
+        return self._fault_response(kind)
+
+    async def _spoil(
+        self, kind: FaultKind, body: dict[str, object], request: web.Request
+    ) -> web.StreamResponse:
+        """The call ran; now its answer is late, cut, lost, or its export task stalls."""
+        if kind == "slow":
+            await anyio.sleep(self.options.fault_slow_seconds)
+        elif kind == "truncated_json":
+            raw = json_response(body).body
+            assert isinstance(raw, bytes)
+            return web.Response(body=raw[: len(raw) // 2], content_type="application/json")
+        elif kind == "lost_answer":
+            return _reset(request)
+        elif kind in ("export_stalled", "export_short"):
+            result = body.get("result")
+            if isinstance(result, dict):
+                task = str(result.get("task_uuid"))
+                if kind == "export_stalled":
+                    self._exports.stall(task)
+                else:
+                    self._exports.shorten(task)
+        return json_response(body)
+
     def _fault_response(self, kind: FaultKind) -> web.Response:
         if kind in _HTML_FAULTS:
             status, title = _HTML_FAULTS[kind]
             body = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
             return web.Response(status=status, text=body, content_type="text/html")
         brand = self._brand_name()
-        if kind == "rate_limited":
+        if kind in ("rate_limited", "rate_limited_retry_after"):
             headers = None
-            if self.options.retry_after is not None:
+            if kind == "rate_limited_retry_after":
+                headers = {"Retry-After": _seconds(self.options.fault_retry_after)}
+            elif self.options.retry_after is not None:
                 headers = {"Retry-After": _seconds(self.options.retry_after)}
             return error_response(
                 "api_call_limit_exceeded_for_api_key",
@@ -317,11 +401,22 @@ class UniSenderEmulator:
         return error_response(kind, messages[kind])
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.calls[DOWNLOAD] += 1
         task = self._exports.downloadable(
             request.match_info["token"], request.match_info["filename"], self._clock()
         )
         if task is None:
             raise web.HTTPNotFound
+        fault = self.faults.take(DOWNLOAD)
+        if fault == "link_expired":
+            self._exports.expire(task)
+            raise web.HTTPNotFound
+        if fault == "download_cut":
+            return await _cut_download(request, task.path, task.content_type)
+        if fault == "slow":
+            await anyio.sleep(self.options.fault_slow_seconds)
+        elif fault is not None:
+            return await self._serve_fault(fault, request)
         return web.FileResponse(
             task.path,
             headers={
@@ -423,6 +518,14 @@ class UniSenderEmulator:
         return {
             "result": {"id": self._base.catalog.add_field(name, params.text("type") or "string")}
         }
+
+    def _get_contact_count(self, params: Params, request: web.Request) -> dict[str, object]:
+        """Contacts in a list, as an export of that list would hold them."""
+        list_id = params.integer("list_id")
+        if list_id is None:
+            raise ArgumentError("Argument list_id is required")
+        self._base.catalog.check_list(list_id)
+        return {"result": {"count": self._base.count(ExportFilter(list_id=list_id))}}
 
     def _get_contact(self, params: Params, request: web.Request) -> dict[str, object]:
         email = params.text("email")

@@ -120,12 +120,14 @@ async def download(
     scrub: Scrubber,
     on_bytes: Callable[[int], None] | None = None,
     headers: Mapping[str, str] | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> int:
     """Stream ``url`` to ``destination`` chunk by chunk; returns the byte count.
 
     A body shorter than its Content-Length is a truncated download: retriable, and never
     handed on, because diffing against part of the remote side would plan false inserts
-    and removals. ``headers`` are for APIs whose files need the credential (Altcraft).
+    and removals. ``headers`` are for APIs whose files need the credential (Altcraft);
+    ``on_chunk`` sees every chunk as it passes (to count rows on the way).
     """
     where = redact_url(url)
     written = 0
@@ -143,7 +145,10 @@ async def download(
                 )
             if response.status in (403, 404, 410):
                 # Pre-signed links expire; a fresh export gives a fresh link.
-                raise ExportError(f"{where}: HTTP {response.status}: the export link is gone")
+                raise ExportError(
+                    f"{where}: HTTP {response.status}: the export link is gone",
+                    code="link_expired",
+                )
             if response.status != 200:
                 raise FatalProviderError(f"{where}: HTTP {response.status} while downloading")
             expected = response.content_length
@@ -153,6 +158,8 @@ async def download(
                     written += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
+                    if on_chunk is not None:
+                        on_chunk(chunk)
     except TimeoutError:
         raise RetriableProviderError(f"{where}: download stalled for {timeout:g} s") from None
     except aiohttp.ClientError as error:
@@ -161,6 +168,7 @@ async def download(
         ) from None
     if expected is not None and written != expected:
         raise RetriableProviderError(
-            f"{where}: download truncated at {written} of {expected} bytes"
+            f"{where}: download truncated at {written} of {expected} bytes",
+            code="download_truncated",
         )
     return written

@@ -69,10 +69,15 @@ class ProviderLimits:
 
 @dataclass(kw_only=True)
 class ProviderStats:
-    """Calls made and retries per method, for the report."""
+    """Calls made and retries per method, for the report.
+
+    ``rates`` holds the provider's rate figures in calls per second (configured,
+    effective, lowest learnt rate, slowdowns), as ``AdaptiveLimiter.summary`` gives them.
+    """
 
     calls: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
 
     def count_call(self, method: str) -> None:
         self.calls[method] = self.calls.get(method, 0) + 1

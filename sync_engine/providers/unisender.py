@@ -7,6 +7,7 @@ stream ``file_to_download`` to disk -> parse row by row.
 
 from __future__ import annotations
 
+import csv
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -20,14 +21,21 @@ import structlog
 from sync_engine.clock import Clock, LoopClock
 from sync_engine.config import SyncConfig, UniSenderConfig, check_unisender, parse_unisender
 from sync_engine.contact import RemoteRecord
-from sync_engine.errors import ConfigError, ExportError, FatalProviderError, ProviderError
+from sync_engine.errors import (
+    ConfigError,
+    ExportError,
+    FatalProviderError,
+    ProviderError,
+    RetriableProviderError,
+)
 from sync_engine.normalise import FieldValue
 from sync_engine.plan import Batch, BatchKind
-from sync_engine.ratelimit import CompositeLimiter, RateLimiter
+from sync_engine.ratelimit import AdaptiveLimiter, CompositeLimiter, RateLimiter
 from sync_engine.records import RowProblem, SourceRow
 from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
 from sync_engine.schema import FieldKind, FieldSchema
 from sync_engine.sources._threaded import iterate_in_thread
+from sync_engine.tabular import sniff_delimiter
 
 from . import _http
 from ._unisender_wire import encode_form, import_pairs, parse_answer, parse_import_result
@@ -89,6 +97,20 @@ _WAITING_STATUSES = frozenset({"new", "processing", "queued"})
 # jitter between a call's start here and its arrival there (see RateLimiter). Against
 # a 1 call/s-grain window it costs 2.5% of the rate, against 1200 per minute 0.04%.
 ARRIVAL_MARGIN = 0.025
+# A snapshot is re-requested from scratch (a new task, a new link) this many times at
+# most when a task fails or stalls, its link expires or its download keeps breaking off.
+EXPORT_ATTEMPTS = 3
+_EXPORT_LOST = frozenset(
+    {"export_failed", "export_stalled", "link_expired", "download_failed", "export_short"}
+)
+# An export may hold this share fewer rows than the provider counted a moment before
+# (other systems change the list meanwhile); fewer still is a partial export.
+EXPORT_SHORTFALL = 0.05
+RATE_LIMIT_PATIENCE = 20  # rate-limit refusals of one attempt, resent at the learnt pace
+# Answers that mean "too fast": they slow the adaptive limiter down.
+RATE_LIMIT_CODES = frozenset(
+    {"api_call_limit_exceeded_for_api_key", "api_call_limit_exceeded_for_ip", "http_429"}
+)
 
 
 class UniSenderProvider:
@@ -133,6 +155,11 @@ class UniSenderProvider:
         # Both slots are taken at one instant, so neither window is overrun while the
         # other is awaited.
         self._export_limiter = CompositeLimiter(export_limiter, self._api_limiter, name="export")
+        # In front of both: learns the account's real limit when the configured one is
+        # wrong (or another client shares the key) instead of retrying into a storm.
+        self._adaptive = AdaptiveLimiter(
+            config.rate_limit / config.rate_period, clock=self._clock, name="api"
+        )
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
         self._on_progress = on_progress or (lambda stage, info: None)
 
@@ -178,8 +205,31 @@ class UniSenderProvider:
         extra = {"rejected_error": rejected_error} if rejected_error else {}
 
         async def attempt() -> tuple[Any, list[str]]:
-            await (limiter if limiter is not None else self._api_limiter).acquire()
-            self.stats.count_call(method)
+            # A rate-limit refusal means the call was not executed and the limiter has
+            # slowed down: resend at the new pace without spending the retry budget,
+            # up to RATE_LIMIT_PATIENCE times, so a wrong configured limit still finishes.
+            refusals = 0
+            while True:
+                await self._adaptive.acquire()
+                await (limiter if limiter is not None else self._api_limiter).acquire()
+                self.stats.count_call(method)
+                try:
+                    answer = await exchange()
+                except RetriableProviderError as error:
+                    if error.code not in RATE_LIMIT_CODES:
+                        raise
+                    self._adaptive.rate_limited(error.retry_after)
+                    self.stats.rates.update(self._adaptive.summary())
+                    refusals += 1
+                    if refusals >= RATE_LIMIT_PATIENCE:
+                        raise
+                    self.stats.count_retry(method)
+                    continue
+                self._adaptive.ok()
+                self.stats.rates.update(self._adaptive.summary())
+                return answer
+
+        async def exchange() -> tuple[Any, list[str]]:
             response = await _http.request(
                 self._session,
                 "POST",
@@ -265,9 +315,22 @@ class UniSenderProvider:
         params = [("field_names[]", name) for name in export_fields]
         if self.config.list_id is not None:
             params.append(("list_id", str(self.config.list_id)))
-        url = await self._wait_for_export(params)
         path = self._work_dir / f"export-{uuid.uuid4().hex}.csv"
-        size = await self._download(url, path)
+        for attempt in range(1, EXPORT_ATTEMPTS + 1):
+            try:
+                size = await self._export_once(params, path)
+                break
+            except (ExportError, RetriableProviderError) as error:
+                if error.code not in _EXPORT_LOST:
+                    raise
+                path.unlink(missing_ok=True)  # never let a partial file be read
+                if attempt == EXPORT_ATTEMPTS:
+                    raise ExportError(
+                        f"no complete export after {EXPORT_ATTEMPTS} attempts; last: {error}",
+                        code=error.code,
+                    ) from None
+                self.stats.count_retry("export")
+                log.warning("export lost; requesting a new one", attempt=attempt, error=str(error))
         log.info("export downloaded", bytes=size)
         return ExportSnapshot(
             path,
@@ -276,6 +339,49 @@ class UniSenderProvider:
             lock_columns=LOCK_COLUMNS,
             lock_presence=LOCK_PRESENCE,
         )
+
+    async def _export_once(self, params: list[tuple[str, str]], path: Path) -> int:
+        """One export task, start to file; a lost task or file raises with an _EXPORT_LOST code."""
+        expected = await self._contact_count()
+        url = await self._wait_for_export(params)
+        shape = _FileShape()
+        try:
+            size = await self._download(url, path, shape)
+        except RetriableProviderError as error:
+            # The download's own retries are spent: the link may be bad, not the network.
+            raise RetriableProviderError(str(error), code="download_failed") from None
+        fields = [value for name, value in params if name == "field_names[]"]
+        rows = shape.rows_at_most(fields[0] if fields else "")
+        if expected and rows is not None and rows < expected * (1 - EXPORT_SHORTFALL):
+            raise ExportError(
+                f"the export holds at most {rows} rows, but the provider counted {expected}"
+                f" contacts in list {self.config.list_id}: a partial export is never diffed",
+                code="export_short",
+            )
+        return size
+
+    async def _contact_count(self) -> int | None:
+        """The provider's own count of the synced list, to check the export by; None: unknown.
+
+        Only a check: an account without the method, or an answer that makes no sense,
+        leaves the export unchecked (and says so) rather than failing the run.
+        """
+        if self.config.list_id is None:
+            return None
+        try:
+            result, _ = await self.call("getContactCount", [("list_id", str(self.config.list_id))])
+        except FatalProviderError as error:
+            if error.code != "unknown_method":
+                raise
+            result = None
+        except ProviderError as error:
+            log.warning("no contact count; the export is not checked by it", error=str(error))
+            return None
+        count = result.get("count") if isinstance(result, dict) else None
+        if isinstance(count, int | str) and str(count).isdigit():
+            return int(count)
+        log.warning("no contact count; the export is not checked by it", answer=repr(result)[:80])
+        return None
 
     async def _wait_for_export(self, params: list[tuple[str, str]]) -> str:
         result, _ = await self.call(
@@ -297,7 +403,8 @@ class UniSenderProvider:
                 raise ExportError(
                     f"export task {task} not completed after {waited:.0f} s"
                     f" (status {status!r}); [provider] export_timeout ="
-                    f" {self.config.export_timeout:g}"
+                    f" {self.config.export_timeout:g}",
+                    code="export_stalled",
                 )
             await self._clock.sleep(delay)
             delay = min(delay * 1.5, self.config.export_poll_max)
@@ -315,10 +422,11 @@ class UniSenderProvider:
             if status not in _WAITING_STATUSES:
                 raise ExportError(
                     f"export task {task} reported status {status!r}"
-                    " (expected new, processing or completed)"
+                    " (expected new, processing or completed)",
+                    code="export_failed",
                 )
 
-    async def _download(self, url: str, path: Path) -> int:
+    async def _download(self, url: str, path: Path, shape: _FileShape) -> int:
         def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
             self.stats.count_retry("download")
             log.warning("retrying download", attempt=attempt_no, error=str(error))
@@ -333,6 +441,7 @@ class UniSenderProvider:
         async def attempt() -> int:
             nonlocal received
             received = 0
+            shape.reset()
             self.stats.count_call("download")
             return await _http.download(
                 self._session,
@@ -341,6 +450,7 @@ class UniSenderProvider:
                 timeout=self.config.timeout,
                 scrub=self._scrub,
                 on_bytes=on_bytes,
+                on_chunk=shape,
             )
 
         return await call_with_retries(
@@ -421,6 +531,42 @@ class UniSenderProvider:
             cells = _identity_cells(change.key, identity)
             rows.append([*cells, *(list_id if cell else "" for cell in cells)])
         return field_names, rows
+
+
+class _FileShape:
+    """Counts an export's lines as it downloads, for an upper bound on its rows.
+
+    Quoted line breaks and a header only add lines, and a UTF-16/32 text only adds stray
+    0x0A bytes, so the line count never undercounts the rows: an export with fewer lines
+    than the provider's count is short. Compressed files are left to their own checksums.
+    """
+
+    _HEAD = 65536
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lines = 0
+        self.head = b""
+        self.last = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        if len(self.head) < self._HEAD:
+            self.head += chunk[: self._HEAD - len(self.head)]
+        self.lines += chunk.count(b"\n")
+        if chunk:
+            self.last = chunk[-1:]
+
+    def rows_at_most(self, first_field: str) -> int | None:
+        """At most this many data rows; None for a compressed file (not counted)."""
+        if self.head.startswith((b"\x1f\x8b", b"PK", b"BZh")):
+            return None
+        lines = self.lines + (1 if self.last not in (b"", b"\n") else 0)
+        first = self.head.split(b"\n", 1)[0].decode("utf-8-sig", "replace").strip()
+        cells = next(csv.reader([first], delimiter=sniff_delimiter(first)), [])
+        has_header = first_field.lower() in {cell.strip().lower() for cell in cells}
+        return max(0, lines - 1) if has_header else lines
 
 
 def _identity_cells(key: str, identity: Sequence[str]) -> list[str]:
