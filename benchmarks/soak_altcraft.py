@@ -50,6 +50,7 @@ MAX_RUNS = 8  # each run sends only what earlier runs did not get through
 class AltcraftSoakResult(SoakResult):
     """The generic soak result plus the campaign tallies."""
 
+    work: Path = Path()  # where each run's rejects CSV goes
     triggered: int = 0  # profiles that got a campaign
     per_profile: dict[int, int] | None = None  # campaigns -> profiles that got that many
     duplicates: int = 0  # profiles that got more than one
@@ -157,14 +158,17 @@ def _check(
     return problems
 
 
-def _tally(report: SyncReport, result: AltcraftSoakResult) -> list[str]:
-    """Count a finished run's rows; its unknown rows must all be among its failed ones."""
-    unknown = sum(1 for p in report.problems.kept if p.code == "unknown_outcome")
+def _tally(report: SyncReport, rejects: Path, result: AltcraftSoakResult) -> list[str]:
+    """Count a finished run's rows from its rejects CSV (every problem, not only the first
+    thousand kept in memory); its unknown rows must all be among its failed ones."""
+    with rejects.open(encoding="utf-8", newline="") as handle:
+        codes = [row["code"] for row in csv.DictReader(handle)]
+    unknown = codes.count("unknown_outcome")
     result.applied += report.inserted + report.updated
     result.unknown += unknown
     problems = _add_up(report)
-    if report.problems.total > len(report.problems.kept):
-        problems.append("more problems than kept in memory: unknown rows not all counted")
+    if len(codes) != report.problems.total:
+        problems.append(f"{len(codes)} rows in the rejects CSV, {report.problems.total} problems")
     if unknown > report.failed:
         problems.append(f"{unknown} unknown rows but only {report.failed} failed")
     return problems
@@ -176,14 +180,15 @@ async def _runs(
     """Run until a run finishes clean (nothing failed), MAX_RUNS at most."""
     for _ in range(MAX_RUNS):
         result.runs += 1
-        async with SyncEngine(config, clock=clock, rng=rng) as engine:
+        rejects = result.work / f"rejects-{result.runs}.csv"
+        async with SyncEngine(config, clock=clock, rng=rng, rejects_path=rejects) as engine:
             try:
                 report = await engine.run()
             except SyncEngineError as error:  # e.g. every export of the run lost
                 result.failures.append(str(error))
                 continue
         result.reports.append(report)
-        result.problems += _tally(report, result)
+        result.problems += _tally(report, rejects, result)
         if report.outcome is Outcome.SUCCESS:
             result.converged = report
             return True
@@ -218,7 +223,7 @@ async def soak_altcraft(
         removed = len(emulator.profiles(DB_ID)) - len(truth) // 2
         _arm(emulator)
         emulator.faults.add(kind="any", probability=probability)
-        result = AltcraftSoakResult(contacts, removed, 0, 0.0, emulator.faults.injected)
+        result = AltcraftSoakResult(contacts, removed, 0, 0.0, emulator.faults.injected, work=work)
         async with running_emulator(emulator) as base_url:
             path = work / "altcraft.toml"
             path.write_text(
