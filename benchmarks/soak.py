@@ -10,6 +10,7 @@ fake clock with the engine, so backoffs, Retry-After waits and export polls cost
 time; only hangs (a real client timeout) and slow answers do.
 
     python -m benchmarks.soak [--contacts 200000] [--faults 0.1] [--seed 8]
+    python -m benchmarks.soak --provider altcraft [--contacts 50000]  (soak_altcraft.py)
 """
 
 from __future__ import annotations
@@ -268,12 +269,16 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--faults", type=float, default=0.1, help="share of calls that fail")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--provider", choices=("unisender", "altcraft"), default="unisender")
     args = parser.parse_args()
     # Every retry logs a warning; the soak prints its own tallies instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    run = soak
+    if args.provider == "altcraft":
+        from .soak_altcraft import soak_altcraft as run
     with TemporaryDirectory(prefix="sync-engine-soak-") as tmp:
         result = anyio.run(
-            lambda: soak(Path(tmp), contacts=args.contacts, probability=args.faults, seed=args.seed)
+            lambda: run(Path(tmp), contacts=args.contacts, probability=args.faults, seed=args.seed)
         )
     for name, value in result.figures().items():
         print(f"{name}: {value}")

@@ -491,9 +491,11 @@ def _esputnik_emulator(args: argparse.Namespace) -> ServableEmulator:
 def _altcraft_emulator(args: argparse.Namespace) -> ServableEmulator:
     from .emulator.altcraft import AltcraftEmulator, AltcraftOptions, seed_altcraft
 
-    emulator = AltcraftEmulator(
-        token=args.api_key, options=AltcraftOptions(task_ready_after=args.export_delay)
-    )
+    options = AltcraftOptions(task_ready_after=args.export_delay, faults=args.faults or "")
+    try:
+        emulator = AltcraftEmulator(token=args.api_key, options=options)
+    except ValueError as error:
+        raise ValueError(f"--faults {args.faults!r}: {error}") from None
     if args.seed:
         seed_altcraft(emulator, orjson.loads(args.seed.read_bytes()))
     else:

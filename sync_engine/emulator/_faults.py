@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
@@ -88,6 +88,9 @@ def fits(kind: str, method: str) -> bool:
     return where is None or where == method
 
 
+_generic_fits = fits  # FaultInjector's default, under a name its parameter does not shadow
+
+
 @dataclass(slots=True)
 class FaultRule:
     """One rule: which method (None = any), what fails (``any``: a random kind), how often."""
@@ -103,10 +106,13 @@ class FaultInjector:
     """Ordered fault rules; the first rule that fires for a call wins.
 
     ``injected`` counts the faults served, by kind, so a test can print and check them.
+    ``fits`` says where a kind can happen; an emulator whose export methods have other
+    names than UniSender's passes its own (the default is the module's ``fits``).
     """
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(self, *, seed: int = 0, fits: Callable[[str, str], bool] | None = None) -> None:
         self._random = random.Random(seed)  # noqa: S311 - reproducible test faults, not crypto
+        self._fits = _generic_fits if fits is None else fits
         self._rules: list[FaultRule] = []
         self.injected: Counter[str] = Counter()
 
@@ -169,7 +175,7 @@ class FaultInjector:
     def arm(self, spec: str) -> list[FaultRule]:
         """Add the rules of a text spec (``parse_fault_spec``); all or none on a bad one."""
         parsed = parse_fault_spec(spec)
-        trial = FaultInjector()
+        trial = FaultInjector(fits=self._fits)
         for rule in parsed:
             trial.add_spec(rule)
         return [self.add_spec(rule) for rule in parsed]
@@ -188,8 +194,9 @@ class FaultInjector:
         for rule in self._rules:
             if rule.method is not None and rule.method != method:
                 continue
-            choices = [k for k in SURVIVABLE_KINDS if fits(k, method)] if rule.kind == ANY else []
-            if rule.kind != ANY and not fits(rule.kind, method):
+            fit = self._fits
+            choices = [k for k in SURVIVABLE_KINDS if fit(k, method)] if rule.kind == ANY else []
+            if rule.kind != ANY and not fit(rule.kind, method):
                 continue
             if rule.skip > 0:
                 rule.skip -= 1

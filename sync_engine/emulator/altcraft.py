@@ -13,10 +13,16 @@ Tests read the state in-process: ``profiles()``, ``profile(email=...)`` and
 ``trigger_count(...)`` (campaigns sent per profile, to prove none went twice). Time comes
 from an injectable clock; ``hold_tasks()`` keeps tasks processing for as long as a test
 needs, and ``lose_answers()`` applies a call but answers 502, like a proxy that timed out.
+
+Injected faults (``faults``, the generic ``FaultInjector`` with Altcraft's sites, see
+``altcraft_fits``): 5xx from a proxy, 429 with or without Retry-After, resets, hangs,
+slow, garbled, cut or lost answers, calls run twice, export tasks that fail or stall,
+short exports, expired links and downloads cut mid-file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import shutil
 import tempfile
@@ -35,7 +41,7 @@ from aiohttp import web
 
 from ._altcraft_export import ExportLayout, write_profiles
 from ._altcraft_state import MATCHING, AltcraftError, Profile, ProfileStore, Subscription
-from ._faults import FaultInjector, FaultKind
+from ._faults import DOWNLOAD, FaultInjector, FaultKind, fits
 from ._ratelimit import CallWindow
 from ._wire import json_response
 
@@ -46,6 +52,7 @@ __all__ = [
     "ExportLayout",
     "Profile",
     "Subscription",
+    "altcraft_fits",
     "seed_altcraft",
 ]
 
@@ -53,13 +60,47 @@ IMPORT_METHOD = "profiles/import_batch"
 TRIGGER_METHOD = "campaigns/triggers/import_and_start_batch_task"
 _BODY_TOO_LARGE = AltcraftError(400, "Invalid request", "http: request body too large")
 _OK = {"error": 0, "error_text": "Successful operation"}
+TASK_STATUS = "tasks/status"
+EXPORT_METHOD = "profiles/get_all"
 _FAULTS: Mapping[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many requests"),
+    "rate_limited_retry_after": (429, "Too many requests"),
     "retry_later": (503, "Service temporarily unavailable"),
     "invalid_arg": (400, "Invalid request"),
     "access_denied": (403, "No access"),
     "not_enough_money": (402, "Tariff limit reached"),
 }
+
+
+_HTML_FAULTS: Mapping[str, tuple[int, str]] = {
+    "http_500": (500, "500 Internal Server Error"),
+    "http_502": (502, "502 Bad Gateway"),
+    "http_503": (503, "503 Service Temporarily Unavailable"),
+    "http_504": (504, "504 Gateway Time-out"),
+}
+# Faults that let the call run and then spoil (or delay) its answer; the others answer
+# instead of running it.
+_AFTER_CALL = frozenset(
+    {"slow", "truncated_json", "lost_answer", "duplicated", "export_stalled", "export_short"}
+)
+
+
+def altcraft_fits(kind: str, method: str) -> bool:
+    """Where a fault kind can happen against Altcraft (the generic rule, Altcraft's names).
+
+    The export faults belong to ``profiles/get_all`` and ``tasks/status``; a call run twice
+    never hits the trigger: a proxy that resends a campaign-sending POST is beyond any
+    client's defence, and the soak would blame the engine for its duplicate.
+    """
+    if method == DOWNLOAD or kind in ("link_expired", "download_cut"):
+        return fits(kind, method)
+    if kind == "export_failed":
+        return method == TASK_STATUS
+    if kind in ("export_stalled", "export_short"):
+        return method == EXPORT_METHOD
+    if kind == "duplicated":
+        return method != TRIGGER_METHOD
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +117,14 @@ class AltcraftOptions:
     rejected_email_domains: frozenset[str] = frozenset({"spamtrap.example.com"})
     request_log_size: int = 200
     fault_seed: int = 0
+    retry_after: float | None = None  # Retry-After of a rate-limit refusal (None: none sent)
+    # Fault rules armed at start, as text: ``KIND[@METHOD][=P|*N],...`` (see _faults.py);
+    # real seconds a hang holds the connection and a slow answer waits; the Retry-After
+    # of rate_limited_retry_after.
+    faults: str = ""
+    fault_hang_seconds: float = 60.0
+    fault_slow_seconds: float = 0.05
+    fault_retry_after: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +144,7 @@ class _Task:
     kind: str  # "export" or "trigger"
     created: float
     result: dict[str, object]
-    paths: list[Path] = field(default_factory=list)
+    stalled: bool = False  # an injected export_stalled: processing forever
 
 
 class AltcraftEmulator:
@@ -130,7 +179,10 @@ class AltcraftEmulator:
         self.triggers: Counter[tuple[int, str]] = Counter()  # (trigger_id, profile id) -> sends
         self.calls: Counter[str] = Counter()
         self.polls: Counter[str] = Counter()  # tasks/status calls by task kind
-        self.faults = FaultInjector(seed=self.options.fault_seed)
+        self.faults = FaultInjector(seed=self.options.fault_seed, fits=altcraft_fits)
+        if self.options.faults:
+            self.faults.arm(self.options.faults)
+        self._short_export = False  # the next export holds half the profiles
         self.requests: deque[AltcraftRequest] = deque(maxlen=self.options.request_log_size)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, object]]] = {
             "profiles/import_batch": self._import_batch,
@@ -269,8 +321,8 @@ class AltcraftEmulator:
             )
         )
         fault = self.faults.take(method)
-        if fault is not None:
-            return _fault(fault)
+        if fault is not None and fault not in _AFTER_CALL:
+            return await self._serve_fault(fault, request)
         if where is None:
             return _error(AltcraftError(401, "API token required"))
         if not hmac.compare_digest(token.encode(), self._token.encode()):
@@ -280,12 +332,20 @@ class AltcraftEmulator:
             return _error(AltcraftError(404, f"Unknown method {method!r}"))
         now = self._clock()
         if not self._window.has_room(token, now):
-            return _fault("rate_limited")
+            return self._fault_response("rate_limited")
         self._window.record(token, now)
+        self._short_export = fault == "export_short"
         try:
             answer = handler(body)
         except AltcraftError as error:
             return _error(error)
+        finally:
+            self._short_export = False
+        if fault == "duplicated":  # a proxy resent it; the client sees the first answer
+            with contextlib.suppress(AltcraftError):  # e.g. a second delete finds nothing
+                handler(body)
+        if fault is not None:
+            return await self._spoil(fault, answer, request)
         held = self._answers_released
         if held is not None and method in (IMPORT_METHOD, TRIGGER_METHOD):
             await held.wait()
@@ -293,6 +353,51 @@ class AltcraftEmulator:
             self._lose[method] -= 1
             return web.Response(status=502, text="<html><h1>502 Bad Gateway</h1></html>")
         return json_response(answer)
+
+    async def _serve_fault(self, kind: FaultKind, request: web.Request) -> web.StreamResponse:
+        """Answer with ``kind`` instead of running the call."""
+        if kind == "connection_reset":
+            return _reset(request)
+        if kind == "hang":
+            await anyio.sleep(self.options.fault_hang_seconds)
+            return _reset(request)
+        if kind == "malformed_json":
+            return web.Response(body=b'{"error": 0, "da<html>', content_type="application/json")
+        if kind == "export_failed":  # the task reports a failure (any task: poll answers)
+            return json_response({**_OK, "data": {"status": "error", "progress": 0}})
+        return self._fault_response(kind)
+
+    async def _spoil(
+        self, kind: FaultKind, answer: dict[str, object], request: web.Request
+    ) -> web.StreamResponse:
+        """The call ran; now its answer is late, cut or lost, or its export task stalls."""
+        if kind == "slow":
+            await anyio.sleep(self.options.fault_slow_seconds)
+        elif kind == "truncated_json":
+            raw = json_response(answer).body
+            assert isinstance(raw, bytes)
+            return web.Response(body=raw[: len(raw) // 2], content_type="application/json")
+        elif kind == "lost_answer":
+            return _reset(request)
+        elif kind == "export_stalled":
+            data = answer.get("data")
+            task = self._tasks.get(str(data.get("task_id"))) if isinstance(data, dict) else None
+            if task is not None:
+                task.stalled = True
+        return json_response(answer)
+
+    def _fault_response(self, kind: FaultKind) -> web.Response:
+        if kind in _HTML_FAULTS:
+            status, title = _HTML_FAULTS[kind]
+            text = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+            return web.Response(status=status, text=text, content_type="text/html")
+        headers = None
+        if kind == "rate_limited_retry_after":
+            headers = {"Retry-After": _seconds(self.options.fault_retry_after)}
+        elif kind == "rate_limited" and self.options.retry_after is not None:
+            headers = {"Retry-After": _seconds(self.options.retry_after)}
+        code, text = _FAULTS[kind]
+        return json_response({"error": code, "error_text": text}, status=code, headers=headers)
 
     async def _read_body(self, request: web.Request) -> dict[str, Any]:
         limit = self.options.max_body_bytes
@@ -367,7 +472,7 @@ class AltcraftEmulator:
         self.polls[task.kind] += 1
         elapsed = self._clock() - task.created
         ready = self.options.task_ready_after
-        if (self._held and task.kind == "trigger") or elapsed < ready:
+        if (self._held and task.kind == "trigger") or task.stalled or elapsed < ready:
             progress = 0 if ready <= 0 else min(99, int(100 * elapsed / ready))
             return {**_OK, "data": {"status": "processing", "progress": progress}}
         return {**_OK, "data": {"status": "completed", "progress": 100, "result": task.result}}
@@ -388,6 +493,9 @@ class AltcraftEmulator:
             profiles = list(self.store.profiles(db_id))
         else:
             raise AltcraftError(400, f"source_type must be database or segment: {source_type!r}")
+        total = len(profiles)
+        if self._short_export:  # an injected export_short: a clean file, half the rows
+            profiles = profiles[: len(profiles) // 2]
         paths = write_profiles(
             self._dir,
             f"{db_id}_database_export",
@@ -405,7 +513,7 @@ class AltcraftEmulator:
             {
                 "errors": [],
                 "source_id": source_id,
-                "total": len(profiles),
+                "total": total,
                 "type": source_type,
                 "urls": urls,
             },
@@ -418,12 +526,24 @@ class AltcraftEmulator:
         return dict(_OK)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.calls[DOWNLOAD] += 1
         header = request.headers.get("Authorization", "")
         if not hmac.compare_digest(header.encode(), f"Bearer {self._token}".encode()):
             return _error(AltcraftError(401, "API token required"))
-        path = self._files.get(request.match_info["token"])
+        key = request.match_info["token"]
+        path = self._files.get(key)
         if path is None or path.name != request.match_info["name"] or not path.exists():
             raise web.HTTPNotFound
+        fault = self.faults.take(DOWNLOAD)
+        if fault == "link_expired":
+            del self._files[key]
+            raise web.HTTPNotFound
+        if fault == "download_cut":
+            return await _cut_download(request, path)
+        if fault == "slow":
+            await anyio.sleep(self.options.fault_slow_seconds)
+        elif fault is not None:
+            return await self._serve_fault(fault, request)
         return web.FileResponse(path)
 
     async def _admin_profiles(self, request: web.Request) -> web.StreamResponse:
@@ -446,12 +566,28 @@ def _error(error: AltcraftError) -> web.Response:
     return json_response(error.answer(), status=error.code)
 
 
-def _fault(kind: FaultKind | str) -> web.Response:
-    if kind in ("http_500", "http_503"):
-        status = int(kind[-3:])
-        return web.Response(status=status, text=f"<html><h1>{status}</h1></html>")
-    code, text = _FAULTS[kind]
-    return json_response({"error": code, "error_text": text}, status=code)
+def _reset(request: web.Request) -> web.Response:
+    """Close the connection without an answer (the client sees a disconnect)."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never reaches the client: the connection is gone
+
+
+async def _cut_download(request: web.Request, path: Path) -> web.StreamResponse:
+    """Announce the whole file, send half of it, and hang up."""
+    data = await anyio.Path(path).read_bytes()
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = len(data)
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
+def _seconds(value: float) -> str:
+    """Retry-After text: whole seconds as an integer, a fraction only when configured."""
+    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 def seed_altcraft(emulator: AltcraftEmulator, document: object) -> None:

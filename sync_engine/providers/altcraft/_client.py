@@ -1,5 +1,10 @@
 """Calls to one Altcraft install: auth, rate limit, retries, task polling, file downloads.
 
+Every API call passes an ``AdaptiveLimiter`` before the fixed one: a rate-limit refusal
+(HTTP 429 or Altcraft's error 429) slows it down and is resent at the learnt pace on a
+budget of its own, so a configured rate above the install's real one still finishes
+without a storm of refusals.
+
 The token travels in ``Authorization: Bearer`` (or in the JSON body, ``token_in =
 "body"``), never in a URL; every message is scrubbed of it.
 """
@@ -25,18 +30,21 @@ from sync_engine.errors import (
 )
 from sync_engine.providers import _http
 from sync_engine.providers.base import ProviderStats
-from sync_engine.ratelimit import RateLimiter
+from sync_engine.ratelimit import AdaptiveLimiter, RateLimiter
 from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
 
 from ._config import AltcraftConfig
 from ._wire import parse_answer
 
-__all__ = ["DONE_STATUSES", "AltcraftClient", "refused"]
+__all__ = ["DONE_STATUSES", "RATE_LIMIT_CODES", "RATE_LIMIT_PATIENCE", "AltcraftClient", "refused"]
 
 log = structlog.get_logger("sync_engine.altcraft")
 
 DONE_STATUSES = frozenset({"completed", "success", "done", "finished"})
 _FAILED_STATUSES = frozenset({"error", "failed", "fail", "canceled", "cancelled"})
+# Answers that mean "too fast": the call was not executed, and the limiter slows down.
+RATE_LIMIT_CODES = frozenset({"http_429", "altcraft_429"})
+RATE_LIMIT_PATIENCE = 20  # rate-limit refusals of one attempt, resent at the learnt pace
 
 
 def refused(error: BaseException) -> bool:
@@ -45,7 +53,7 @@ def refused(error: BaseException) -> bool:
     A timeout, a 5xx or a cut connection may come after Altcraft acted, so a call that
     must not run twice (import-and-trigger) is retried on this alone.
     """
-    return isinstance(error, RetriableProviderError) and error.code in ("http_429", "altcraft_429")
+    return isinstance(error, RetriableProviderError) and error.code in RATE_LIMIT_CODES
 
 
 class AltcraftClient:
@@ -70,6 +78,10 @@ class AltcraftClient:
         self.scrub = _http.Scrubber([config.api_key.reveal()])
         self._limiter = RateLimiter(
             config.rate_limit, config.rate_period, clock=clock, margin=0.01, name="api"
+        )
+        # In front of the fixed limiter: learns the install's real limit from its refusals.
+        self._adaptive = AdaptiveLimiter(
+            config.rate_limit / config.rate_period, clock=clock, name="api"
         )
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
 
@@ -108,8 +120,32 @@ class AltcraftClient:
         headers = self._headers(json=True)
 
         async def attempt() -> dict[str, Any]:
-            await self._limiter.acquire()
-            self._stats.count_call(method)
+            # A refusal means the call was not executed (so even the trigger may go again):
+            # resend at the slowed pace without spending the retry budget, up to
+            # RATE_LIMIT_PATIENCE times.
+            refusals = 0
+            while True:
+                await self._adaptive.acquire()
+                await self._limiter.acquire()
+                self._stats.count_call(method)
+                try:
+                    answer = await exchange()
+                except RetriableProviderError as error:
+                    if not refused(error):
+                        raise
+                    self._adaptive.rate_limited(error.retry_after)
+                    self._stats.rates.update(self._adaptive.summary())
+                    refusals += 1
+                    if refusals >= RATE_LIMIT_PATIENCE:
+                        raise
+                    self._stats.count_retry(method)
+                    log.info("rate limited; slowing down", method=method, rate=self._adaptive.rate)
+                    continue
+                self._adaptive.ok()
+                self._stats.rates.update(self._adaptive.summary())
+                return answer
+
+        async def exchange() -> dict[str, Any]:
             response = await _http.request(
                 self._session,
                 "POST",

@@ -145,6 +145,14 @@ class AltcraftSnapshot:
             else:
                 yield item
 
+    def count_rows(self) -> int:
+        """Rows in the files (broken ones included): to tell a partial export. Blocking."""
+        return sum(
+            1
+            for path in self.paths
+            for _ in iter_export_rows(path, source_name=f"Altcraft export {path.name}")
+        )
+
     async def records(self) -> AsyncIterator[RemoteRecord | RowProblem]:
         for path in self.paths:
             async for item in iterate_in_thread(partial(self._rows, path)):

@@ -5,7 +5,9 @@ Apply is ``profiles/import_batch`` (synchronous, an upsert: safe to resend) or, 
 so it is never resent: a lost answer is settled through ``tasks/status``, and a batch
 with nothing to check is reported as an unknown outcome). Removals are
 ``profiles/delete``, one profile per call. The snapshot is ``profiles/get_all`` -> poll
-``tasks/status`` -> stream each file of ``result.urls`` to disk.
+``tasks/status`` -> stream each file of ``result.urls`` to disk; an export whose task
+fails or stalls, whose link expires, whose download keeps breaking off or whose files
+hold fewer rows than the task counted is requested afresh (a partial one is never diffed).
 
 A plan batch whose encoded body would pass ``max_body_bytes`` is cut into several
 requests here, not in the planner: the cut needs the exact wire bytes, which only the
@@ -58,6 +60,12 @@ log = structlog.get_logger("sync_engine.altcraft")
 IMPORT_METHOD = "profiles/import_batch"
 TRIGGER_METHOD = "campaigns/triggers/import_and_start_batch_task"
 DELETE_METHOD = "profiles/delete"
+# A snapshot is requested afresh (a new task, new links) this many times at most.
+EXPORT_ATTEMPTS = 3
+_EXPORT_LOST = frozenset({"task_failed", "task_timeout", "link_expired", "export_short"})
+# The files may hold this share fewer rows than the task counted (profiles deleted
+# meanwhile); fewer still is a partial export.
+EXPORT_SHORTFALL = 0.05
 # Journal markers for the parts of a trigger batch that got no task id.
 _REJECTED = "-"  # Altcraft refused the part: nothing was imported or sent
 _UNKNOWN = "?"  # the answer was lost: the part may have been imported and triggered
@@ -125,7 +133,28 @@ class AltcraftProvider:
 
     # -- snapshot -------------------------------------------------------------------
     async def snapshot(self, fields: Sequence[str]) -> AltcraftSnapshot:
-        """Export the synced database (or segment) to local files."""
+        """Export the synced database (or segment) to local files, complete or not at all."""
+        for attempt in range(1, EXPORT_ATTEMPTS + 1):
+            paths: list[Path] = []
+            try:
+                return await self._export_once(fields, paths)
+            except (ExportError, RetriableProviderError) as error:
+                for path in paths:
+                    path.unlink(missing_ok=True)  # never let a partial file be read
+                lost = isinstance(error, RetriableProviderError) or error.code in _EXPORT_LOST
+                if not lost:
+                    raise
+                if attempt == EXPORT_ATTEMPTS:
+                    raise ExportError(
+                        f"no complete export after {EXPORT_ATTEMPTS} attempts; last: {error}",
+                        code=error.code,
+                    ) from None
+                self.stats.count_retry("export")
+                log.warning("export lost; requesting a new one", attempt=attempt, error=str(error))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _export_once(self, fields: Sequence[str], paths: list[Path]) -> AltcraftSnapshot:
+        """One export task, start to files (appended to ``paths`` as they are written)."""
         config = self.config
         source = ("segment", config.segment_id) if config.segment_id else ("database", config.db_id)
         answer = await self._client.post(
@@ -150,13 +179,22 @@ class AltcraftProvider:
         urls = result.get("urls") if isinstance(result, dict) else None
         if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
             raise ExportError(f"export task {task_id} completed without result.urls")
-        paths = []
         for number, link in enumerate(urls):
             path = self._work_dir / f"altcraft-export-{uuid.uuid4().hex}-{number}"
+            paths.append(path)
             size = await self._client.download(link, path)
             log.info("export downloaded", file=number + 1, of=len(urls), bytes=size)
-            paths.append(path)
-        return AltcraftSnapshot(paths, fields=fields, resource_id=config.resource_id)
+        snapshot = AltcraftSnapshot(paths, fields=fields, resource_id=config.resource_id)
+        total = result.get("total") if isinstance(result, dict) else None
+        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            rows = await anyio.to_thread.run_sync(snapshot.count_rows)
+            if rows < total * (1 - EXPORT_SHORTFALL):
+                raise ExportError(
+                    f"export task {task_id} counted {total} profiles but its files hold {rows}:"
+                    " a partial export is never diffed",
+                    code="export_short",
+                )
+        return snapshot
 
     # -- apply ----------------------------------------------------------------------
     def resend_is_safe(self, batch: Batch) -> bool:
