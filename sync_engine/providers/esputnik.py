@@ -62,6 +62,11 @@ _WAITING = frozenset({"STARTED", "IMPORTING"})
 # HTTP 429 refusals of one attempt, resent at the learnt pace without spending the retry
 # budget (the call was not executed), so a configured limit that is wrong still finishes.
 RATE_LIMIT_PATIENCE = 20
+RATE_WINDOW = 1.0  # seconds: eSputnik counts calls "per 1 second"
+ADAPTIVE_COOLDOWN = 0.2  # seconds: refusals within this long of a cut are one refusal
+ADAPTIVE_RECOVERY = 1000  # successes from a halved rate back to the configured one
+# Import sessions per request when they end in ERROR (the first one included).
+IMPORT_ATTEMPTS = 3
 _SEARCH = "/api/v1/contacts"  # GET: the contact search, with its own 50/s limit
 
 
@@ -109,9 +114,23 @@ class ESputnikProvider:
         # learner of the refused call's own limit (the scarcer one for a search): searches
         # refused for their 50/s do not hold up imports, and the imports' refusals (the
         # API-wide limit) slow searches too, since searches pass the API learner as well.
-        self._adaptive = AdaptiveLimiter(config.rate_limit, clock=self._clock, name="api")
+        # eSputnik counts calls per 1 s window at up to 200/s, so a limit configured far
+        # too high must be learnt within a fraction of a window (one cut per 0.2 s, not per
+        # second) and recovered slowly (5 s of full-rate successes), or the refusals of
+        # the learning, and of every probe back up, pile into a storm.
+        self._adaptive = AdaptiveLimiter(
+            config.rate_limit,
+            cooldown=ADAPTIVE_COOLDOWN,
+            recovery=ADAPTIVE_RECOVERY,
+            clock=self._clock,
+            name="api",
+        )
         self._search_adaptive = AdaptiveLimiter(
-            config.search_rate_limit, clock=self._clock, name="search"
+            config.search_rate_limit,
+            cooldown=ADAPTIVE_COOLDOWN,
+            recovery=ADAPTIVE_RECOVERY,
+            clock=self._clock,
+            name="search",
         )
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
 
@@ -167,7 +186,10 @@ class ESputnikProvider:
                 except RetriableProviderError as error:
                     if error.code != "http_429":
                         raise
-                    learner.rate_limited(error.retry_after)
+                    # Without a Retry-After the documented window (1 s) is full: every
+                    # start waits for it to roll, instead of knocking at the full window.
+                    pause = RATE_WINDOW if error.retry_after is None else error.retry_after
+                    learner.rate_limited(pause)
                     self._report_rates()
                     refusals += 1
                     if refusals >= RATE_LIMIT_PATIENCE:
@@ -333,10 +355,7 @@ class ESputnikProvider:
         record = _TaskRecord()
         parts: list[list[RowOutcome]] = []
         for number, request in enumerate(requests):
-            response = await self.call("POST", "/api/v1/contacts", body=request.body)
-            answer = self._json(response, "POST /api/v1/contacts")
-            if not isinstance(answer, Mapping):
-                raise ProviderError("POST /api/v1/contacts: the answer is not an object")
+            answer = await self._post(request)
             failed = failed_contacts(answer)
             session = answer.get("asyncSessionId")
             if not isinstance(session, str) or not session:
@@ -350,7 +369,15 @@ class ESputnikProvider:
             if events is not None:
                 await events.task(record.dump())
             parts.append(rows)
-        return await self._finish(batch, requests, record, parts)
+        return await self._finish(batch, requests, record, parts, events)
+
+    async def _post(self, request: Request) -> Mapping[str, Any]:
+        """One ``POST /api/v1/contacts``; its answer object."""
+        response = await self.call("POST", "/api/v1/contacts", body=request.body)
+        answer = self._json(response, "POST /api/v1/contacts")
+        if not isinstance(answer, Mapping):
+            raise ProviderError("POST /api/v1/contacts: the answer is not an object")
+        return answer
 
     async def settle(self, batch: Batch, task_id: str | None) -> BatchOutcome | None:
         """Wait for the import sessions an earlier attempt started, instead of resending.
@@ -392,9 +419,12 @@ class ESputnikProvider:
         requests: Sequence[Request],
         record: _TaskRecord,
         parts: list[list[RowOutcome]],
+        events: BatchEvents | None = None,
     ) -> BatchOutcome:
-        for number, session in record.sessions.items():
+        for number, session in list(record.sessions.items()):
             error = await self._wait_for(session)
+            if error is not None:
+                error = await self._import_again(requests[number], number, record, error, events)
             if error is not None:
                 indexes = requests[number].indexes
                 failed_rows = {row.index for row in record.failed.get(number, ())}
@@ -408,6 +438,42 @@ class ESputnikProvider:
                     )
                 )
         return merge(parts)
+
+    async def _import_again(
+        self,
+        request: Request,
+        number: int,
+        record: _TaskRecord,
+        error: str,
+        events: BatchEvents | None,
+    ) -> str | None:
+        """Resend a request whose import session ended in ERROR (an upsert by key: safe),
+        after a jittered backoff, up to IMPORT_ATTEMPTS sessions in all; the last error
+        (None once one finished). Its contacts' failures came with the first answer (the
+        same body is checked the same way), so a resend's are not counted again.
+        """
+        last: str | None = error
+        for attempt in range(1, IMPORT_ATTEMPTS):
+            if last is None:
+                break
+            wait = self._retry.delay(attempt, ProviderError(last), self._rng)
+            self.stats.count_retry("import session")
+            log.warning(
+                "import session ended in ERROR; sending its contacts again",
+                attempt=attempt,
+                wait=round(wait, 2),
+                error=last,
+            )
+            await self._clock.sleep(wait)
+            answer = await self._post(request)
+            session = answer.get("asyncSessionId")
+            if not isinstance(session, str) or not session:
+                break
+            record.sessions[number] = session
+            if events is not None:
+                await events.task(record.dump())
+            last = await self._wait_for(session)
+        return last
 
     async def _wait_for(self, session: str) -> str | None:
         """Poll one import session; None when FINISHED, its description on ERROR."""
