@@ -170,7 +170,7 @@ class ESputnikProvider:
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        name = f"{method} {path.split('?')[0]}"
+        name = _call_name(method, path)
         learner = self._search_adaptive if search else self._adaptive
 
         async def attempt() -> _http.HttpResponse:
@@ -552,6 +552,17 @@ class ESputnikProvider:
                     allow=(404,),
                     expect_json=False,
                 )
+
+
+def _call_name(method: str, path: str) -> str:
+    """The call as the report counts it: ids left out, so one line per endpoint, not one
+    per import session or contact (``GET /api/v1/importstatus/{id}``)."""
+    parts = path.split("?")[0].split("/")
+    named = [
+        "{id}" if part.isdigit() or (i and parts[i - 1] == "importstatus") else part
+        for i, part in enumerate(parts)
+    ]
+    return f"{method} {'/'.join(named)}"
 
 
 class _TaskRecord:
