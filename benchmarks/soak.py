@@ -268,12 +268,21 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--faults", type=float, default=0.1, help="share of calls that fail")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--provider",
+        choices=["unisender", "esputnik"],
+        default="unisender",
+        help="whose emulator to soak (eSputnik: see benchmarks/esputnik_soak.py)",
+    )
     args = parser.parse_args()
     # Every retry logs a warning; the soak prints its own tallies instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    run = soak
+    if args.provider == "esputnik":
+        from .esputnik_soak import esputnik_soak as run
     with TemporaryDirectory(prefix="sync-engine-soak-") as tmp:
         result = anyio.run(
-            lambda: soak(Path(tmp), contacts=args.contacts, probability=args.faults, seed=args.seed)
+            lambda: run(Path(tmp), contacts=args.contacts, probability=args.faults, seed=args.seed)
         )
     for name, value in result.figures().items():
         print(f"{name}: {value}")
