@@ -269,13 +269,20 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--faults", type=float, default=0.1, help="share of calls that fail")
     parser.add_argument("--seed", type=int, default=8)
-    parser.add_argument("--provider", choices=("unisender", "altcraft"), default="unisender")
+    parser.add_argument(
+        "--provider",
+        choices=["unisender", "esputnik", "altcraft"],
+        default="unisender",
+        help="whose emulator to soak (see benchmarks/soak_esputnik.py, soak_altcraft.py)",
+    )
     args = parser.parse_args()
     # Every retry logs a warning; the soak prints its own tallies instead.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     run = soak
     if args.provider == "altcraft":
         from .soak_altcraft import soak_altcraft as run
+    if args.provider == "esputnik":
+        from .soak_esputnik import esputnik_soak as run
     with TemporaryDirectory(prefix="sync-engine-soak-") as tmp:
         result = anyio.run(
             lambda: run(Path(tmp), contacts=args.contacts, probability=args.faults, seed=args.seed)

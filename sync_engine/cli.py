@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "--faults",
         metavar="SPEC",
         help="inject faults: KIND[@METHOD][=PROBABILITY|*COUNT],... e.g. 'any=0.1'"
-        " or 'hang@importContacts*2,link_expired@download'",
+        " or 'hang@importContacts*2,link_expired@download' (eSputnik also: import_error=P)",
     )
     emulate.set_defaults(handler=_cmd_emulate)
 
@@ -481,8 +481,11 @@ def _unisender_emulator(args: argparse.Namespace) -> ServableEmulator:
 def _esputnik_emulator(args: argparse.Namespace) -> ServableEmulator:
     from .emulator import ESputnikEmulator, ESputnikOptions
 
-    options = ESputnikOptions(import_delay=args.import_delay)
-    emulator = ESputnikEmulator(api_key=args.api_key, options=options)
+    options = ESputnikOptions(import_delay=args.import_delay, faults=args.faults or "")
+    try:
+        emulator = ESputnikEmulator(api_key=args.api_key, options=options)
+    except ValueError as error:
+        raise ValueError(f"--faults {args.faults!r}: {error}") from None
     if args.seed:
         emulator.seed_document(orjson.loads(args.seed.read_bytes()))
     return emulator

@@ -5,6 +5,14 @@ in the docs is its contract, and tests validate its answers against it), so a cl
 works against it by changing only the host: HTTP Basic auth with the API key as the
 password, 429 over 200 requests/s (50/s for contact search), paged search with
 ``TotalCount``, and imports that finish ``import_delay`` seconds after they were sent.
+
+Faults come from the shared ``FaultInjector`` (``faults``), matched by operationId (e.g.
+``contactsBulkUpdate``, ``getGroupContacts``): 5xx from a proxy, 429 with or without
+Retry-After, resets, hangs, slow, garbled or cut answers, answers lost after the call ran,
+calls run twice. One kind is eSputnik's own, outside the injector: ``import_error``, an
+accepted import whose session ends in ERROR (``failing_sessions`` counted, or
+``session_error_rate``). Text specs (``--faults``) take both, e.g.
+``any=0.1,import_error=0.1`` or ``hang@contactsBulkUpdate*2``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -20,6 +29,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import orjson
 from aiohttp import web
 
@@ -30,23 +40,34 @@ from ._esputnik_state import (
     contact_json,
     contacts_for,
 )
-from ._faults import FaultInjector, FaultKind
+from ._faults import FaultInjector, FaultKind, parse_fault_spec
 from ._ratelimit import CallWindow
 
-__all__ = ["ESputnikEmulator", "ESputnikOptions", "Exchange"]
+__all__ = ["IMPORT_ERROR", "ESputnikEmulator", "ESputnikOptions", "Exchange"]
+
+IMPORT_ERROR = "import_error"  # eSputnik's own fault: the session ends in ERROR
 
 _JSON = "application/json; charset=UTF-8"
 _Handler = Callable[[web.Request], Awaitable[web.Response]]
 # A fault answers instead of the call: (status, body).
 _FAULTS: dict[str, tuple[int, str]] = {
-    "http_503": (503, "Service Unavailable"),
-    "http_500": (500, "Internal Server Error"),
     "retry_later": (503, "Service Unavailable"),
     "rate_limited": (429, "Too many requests: More than 200 requests per 1 second"),
+    "rate_limited_retry_after": (429, "Too many requests: More than 200 requests per 1 second"),
     "invalid_arg": (400, "Bad request"),
     "access_denied": (401, "Unauthorized"),
     "not_enough_money": (402, "Payment required"),
 }
+# What a proxy in front of the API answers: an HTML page, not the API's text.
+_HTML_FAULTS: dict[str, tuple[int, str]] = {
+    "http_500": (500, "500 Internal Server Error"),
+    "http_502": (502, "502 Bad Gateway"),
+    "http_503": (503, "503 Service Temporarily Unavailable"),
+    "http_504": (504, "504 Gateway Time-out"),
+}
+# Faults that let the call run and then spoil (or delay) its answer; the others answer
+# instead of running it.
+_AFTER_CALL = frozenset({"slow", "truncated_json", "lost_answer", "duplicated"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +83,13 @@ class ESputnikOptions:
     max_body_bytes: int = 32 * 1024 * 1024
     exchange_log_size: int = 10_000
     fault_seed: int = 0
+    # Fault rules armed at start, as text: ``KIND[@OPERATION][=P|*N],...``.
+    faults: str = ""
+    # Real seconds a "hang" holds the connection (longer than the client's timeout) and
+    # a "slow" answer waits; the Retry-After of rate_limited_retry_after.
+    fault_hang_seconds: float = 60.0
+    fault_slow_seconds: float = 0.05
+    fault_retry_after: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +136,13 @@ class ESputnikEmulator:
         self._search_window = CallWindow(
             limit=self.options.search_rate_limit, window=self.options.rate_limit_window
         )
-        self.rate_limited = 0
+        self.rate_limited = 0  # calls refused for the account's rate (not injected ones)
         self.hold_sessions = False  # sessions stay STARTED until released
         self.failing_sessions = 0  # the next N sessions end in ERROR
+        self.session_error_rate = 0.0  # ... and then this share of them
+        self._session_random = random.Random(self.options.fault_seed)  # noqa: S311 - test faults
+        if self.options.faults:
+            self.arm_faults(self.options.faults)
 
     def __repr__(self) -> str:
         return f"ESputnikEmulator(contacts={len(self.account.contacts)})"
@@ -164,6 +196,49 @@ class ESputnikEmulator:
         query = {k: v for k, v in (("email", email), ("sms", sms)) if v is not None}
         found = self.account.search(query)
         return found[0] if found else None
+
+    def arm_faults(self, spec: str) -> None:
+        """Arm a text spec; ``import_error`` parts set the session faults, the rest go to
+        the shared injector (all or none on a bad spec)."""
+        shared: list[str] = []
+        sessions: list[dict[str, object]] = []
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            parsed = parse_fault_spec(part)[0]
+            if parsed["kind"] == IMPORT_ERROR:
+                if "method" in parsed:
+                    raise ValueError(f"fault {part!r}: import_error takes no @operation")
+                sessions.append(parsed)
+            else:
+                shared.append(part)
+        trial = FaultInjector()
+        if shared:
+            trial.arm(",".join(shared))
+        for rule in sessions:
+            probability = rule.get("probability")
+            if isinstance(probability, float) and not 0.0 < probability <= 1.0:
+                raise ValueError("fault probability must be in (0, 1]")
+            count = rule.get("count")
+            if isinstance(count, int) and count < 1:
+                raise ValueError("fault count must be at least 1")
+        if shared:
+            self.faults.arm(",".join(shared))
+        for rule in sessions:
+            probability, count = rule.get("probability"), rule.get("count")
+            if isinstance(probability, float):
+                self.session_error_rate = probability
+            else:
+                self.failing_sessions += count if isinstance(count, int) else 1
+
+    def _session_fails(self) -> bool:
+        """Whether the session just started is to end in ERROR (counted as injected)."""
+        if self.failing_sessions > 0:
+            self.failing_sessions -= 1
+        elif not (
+            self.session_error_rate and self._session_random.random() < self.session_error_rate
+        ):
+            return False
+        self.faults.injected[IMPORT_ERROR] += 1
+        return True
 
     def release_sessions(self) -> None:
         """Let held sessions finish (when their delay has passed)."""
@@ -227,8 +302,8 @@ class ESputnikEmulator:
     ) -> web.Response:
         self.calls[operation] += 1
         fault = self.faults.take(operation)
-        if fault is not None:
-            return self._fault(fault)
+        if fault is not None and fault not in _AFTER_CALL:
+            return await self._serve_fault(fault, request)
         if not self._authorized(request):
             return web.Response(
                 status=401,
@@ -246,9 +321,14 @@ class ESputnikEmulator:
             window.record(self._api_key, now)
         self._settle()
         try:
-            return await handler(request)
+            response = await handler(request)
+            if fault == "duplicated":
+                await handler(request)  # a proxy resent it; the client sees one answer
         except BadRequest as error:
             return web.Response(status=400, text=str(error))
+        if fault is not None:
+            return await self._spoil(fault, response, request)
+        return response
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -262,9 +342,43 @@ class ESputnikEmulator:
         _, _, password = decoded.partition(":")
         return hmac.compare_digest(password.encode(), self._api_key.encode())
 
+    async def _serve_fault(self, kind: FaultKind, request: web.Request) -> web.Response:
+        """Answer with ``kind`` instead of running the call."""
+        if kind == "connection_reset":
+            return _reset(request)
+        if kind == "hang":
+            await anyio.sleep(self.options.fault_hang_seconds)
+            return _reset(request)
+        if kind == "malformed_json":
+            return web.Response(body=b'{"asyncSessionId": "<html>', content_type="application/json")
+        return self._fault(kind)
+
+    async def _spoil(
+        self, kind: FaultKind, response: web.Response, request: web.Request
+    ) -> web.Response:
+        """The call ran; now its answer is late, cut or lost."""
+        if kind == "slow":
+            await anyio.sleep(self.options.fault_slow_seconds)
+        elif kind == "truncated_json":
+            raw = response.body if isinstance(response.body, bytes) else b""
+            cut = web.Response(status=response.status, body=raw[: len(raw) // 2])
+            cut.headers["Content-Type"] = _JSON
+            return cut
+        elif kind == "lost_answer":
+            return _reset(request)
+        return response
+
     def _fault(self, kind: FaultKind) -> web.Response:
+        if kind in _HTML_FAULTS:
+            status, title = _HTML_FAULTS[kind]
+            page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+            return web.Response(status=status, text=page, content_type="text/html")
         status, text = _FAULTS[kind]
-        return web.Response(status=status, text=text)
+        headers = None
+        if kind == "rate_limited_retry_after":
+            retry = self.options.fault_retry_after
+            headers = {"Retry-After": str(int(retry)) if retry == int(retry) else f"{retry:g}"}
+        return web.Response(status=status, text=text, headers=headers)
 
     # -- endpoints ------------------------------------------------------------------
     async def _bulk_update(self, request: web.Request) -> web.Response:
@@ -282,8 +396,7 @@ class ESputnikEmulator:
             delay=self.options.import_delay,
             max_contacts=self.options.max_contacts,
         )
-        if self.failing_sessions > 0:
-            self.failing_sessions -= 1
+        if self._session_fails():
             session.error = "Import failed: internal error while processing the session"
         answer: dict[str, Any] = {"asyncSessionId": session.id}
         if len(failed) == 1:
@@ -392,6 +505,13 @@ class ESputnikEmulator:
             return web.Response(status=404, text=f"Contact {external!r} not found")
         self.account.delete(found[0].id)
         return _json(f"Contact with externalCustomerId='{external}' has been deleted")
+
+
+def _reset(request: web.Request) -> web.Response:
+    """Close the connection without an answer (the client sees a disconnect)."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never reaches the client: the connection is gone
 
 
 def _int(text: str) -> int:

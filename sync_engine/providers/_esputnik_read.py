@@ -24,7 +24,7 @@ import structlog
 from anyio import AsyncFile
 
 from sync_engine.contact import RemoteRecord
-from sync_engine.errors import ExportError
+from sync_engine.errors import ExportError, FatalProviderError, ProviderError
 from sync_engine.records import RowOrigin, RowProblem
 from sync_engine.sources._threaded import iterate_in_thread
 
@@ -101,14 +101,46 @@ async def read_pages(fetch: Fetch, path: Path, *, page_size: int, concurrency: i
             # A window of pages in flight at once; checked and written in order after.
             numbers = range(window, min(window + concurrency, pages))
             answers.clear()
-            async with anyio.create_task_group() as group:
-                for number in numbers:
-                    group.start_soon(one, number)
+            try:
+                async with anyio.create_task_group() as group:
+                    for number in numbers:
+                        group.start_soon(one, number)
+            except BaseExceptionGroup as failure:
+                raise _page_failure(failure) from None
             for number in numbers:
                 await spool.take(number * page_size + 1, answers[number])
         if spool.count != first.total:
             raise InconsistentRead(f"read {spool.count} contacts, TotalCount said {first.total}")
         return spool.count
+
+
+def _page_failure(failure: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a window of pages raises when one of them failed after its retries.
+
+    A task group wraps the page's error in a group, which nothing above expects; the page's
+    own error comes out instead: a fatal one (a bad key) as it is, any other as an
+    ExportError that says the read is incomplete. Cancellation and bugs keep the group.
+    """
+    leaves = _leaves(failure)
+    if not all(isinstance(leaf, ProviderError) for leaf in leaves):
+        return failure
+    fatal = [leaf for leaf in leaves if isinstance(leaf, FatalProviderError)]
+    if fatal:
+        return fatal[0]
+    first = leaves[0]
+    assert isinstance(first, ProviderError)
+    return ExportError(
+        f"a page of eSputnik's contacts could not be read ({first}); nothing was changed,"
+        " so no contact is removed on a partial picture",
+        code=first.code,
+    )
+
+
+def _leaves(failure: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for item in failure.exceptions:
+        found += _leaves(item) if isinstance(item, BaseExceptionGroup) else [item]
+    return found
 
 
 async def read_consistent(

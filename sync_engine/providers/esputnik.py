@@ -33,7 +33,7 @@ from sync_engine.errors import (
     RetriableProviderError,
 )
 from sync_engine.plan import Batch, BatchKind
-from sync_engine.ratelimit import CompositeLimiter, RateLimiter
+from sync_engine.ratelimit import AdaptiveLimiter, CompositeLimiter, RateLimiter
 from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
 
 from . import _http
@@ -59,6 +59,15 @@ log = structlog.get_logger("sync_engine.esputnik")
 # between a call's start here and its arrival there.
 ARRIVAL_MARGIN = 0.025
 _WAITING = frozenset({"STARTED", "IMPORTING"})
+# HTTP 429 refusals of one attempt, resent at the learnt pace without spending the retry
+# budget (the call was not executed), so a configured limit that is wrong still finishes.
+RATE_LIMIT_PATIENCE = 20
+RATE_WINDOW = 1.0  # seconds: eSputnik counts calls "per 1 second"
+ADAPTIVE_COOLDOWN = 0.2  # seconds: refusals within this long of a cut are one refusal
+ADAPTIVE_RECOVERY = 1000  # successes from a halved rate back to the configured one
+# Import sessions per request when they end in ERROR (the first one included).
+IMPORT_ATTEMPTS = 3
+_SEARCH = "/api/v1/contacts"  # GET: the contact search, with its own 50/s limit
 
 
 class ESputnikProvider:
@@ -100,6 +109,29 @@ class ESputnikProvider:
         )
         # Both slots are taken at one instant: a search counts against both limits.
         self._search_limiter = CompositeLimiter(search, self._api_limiter, name="search")
+        # In front of the fixed limiters, two learners: every call paces by the API's, a
+        # search also by its own. A 429 does not say which limit it hit, so it slows the
+        # learner of the refused call's own limit (the scarcer one for a search): searches
+        # refused for their 50/s do not hold up imports, and the imports' refusals (the
+        # API-wide limit) slow searches too, since searches pass the API learner as well.
+        # eSputnik counts calls per 1 s window at up to 200/s, so a limit configured far
+        # too high must be learnt within a fraction of a window (one cut per 0.2 s, not per
+        # second) and recovered slowly (5 s of full-rate successes), or the refusals of
+        # the learning, and of every probe back up, pile into a storm.
+        self._adaptive = AdaptiveLimiter(
+            config.rate_limit,
+            cooldown=ADAPTIVE_COOLDOWN,
+            recovery=ADAPTIVE_RECOVERY,
+            clock=self._clock,
+            name="api",
+        )
+        self._search_adaptive = AdaptiveLimiter(
+            config.search_rate_limit,
+            cooldown=ADAPTIVE_COOLDOWN,
+            recovery=ADAPTIVE_RECOVERY,
+            clock=self._clock,
+            name="search",
+        )
         self._retry = RetryPolicy(max_attempts=config.max_attempts)
 
     async def aclose(self) -> None:
@@ -122,22 +154,55 @@ class ESputnikProvider:
         *,
         query: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
-        limiter: RateLimiter | CompositeLimiter | None = None,
+        search: bool = False,
         allow: Collection[int] = (),
+        expect_json: bool = True,
     ) -> _http.HttpResponse:
-        """One API call with rate limiting and retries (429, 5xx, network).
+        """One API call with rate limiting and retries (429, 5xx, network, garbled JSON).
 
-        Answers other than 2xx (and the ``allow`` ed statuses) raise.
+        Every eSputnik call this provider makes is idempotent (an upsert by the dedupe
+        key, a read, a delete that accepts 404), so a call whose answer was lost or cut
+        is simply made again. ``search`` calls also count against the 50/s search limit.
+        Answers other than 2xx (and the ``allow`` ed statuses) raise; with ``expect_json``
+        a 2xx body that is not JSON is retried like a lost answer.
         """
         url = self.config.base_url + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        name = f"{method} {path.split('?')[0]}"
+        name = _call_name(method, path)
+        learner = self._search_adaptive if search else self._adaptive
 
         async def attempt() -> _http.HttpResponse:
-            await (limiter or self._api_limiter).acquire()
-            self.stats.count_call(name)
+            refusals = 0
+            while True:
+                if search:
+                    await self._search_adaptive.acquire()
+                await self._adaptive.acquire()
+                await (self._search_limiter if search else self._api_limiter).acquire()
+                self.stats.count_call(name)
+                try:
+                    response = await exchange()
+                except RetriableProviderError as error:
+                    if error.code != "http_429":
+                        raise
+                    # Without a Retry-After the documented window (1 s) is full: every
+                    # start waits for it to roll, instead of knocking at the full window.
+                    pause = RATE_WINDOW if error.retry_after is None else error.retry_after
+                    learner.rate_limited(pause)
+                    self._report_rates()
+                    refusals += 1
+                    if refusals >= RATE_LIMIT_PATIENCE:
+                        raise
+                    self.stats.count_retry(name)
+                    continue
+                if search:
+                    self._search_adaptive.ok()
+                self._adaptive.ok()
+                self._report_rates()
+                return response
+
+        async def exchange() -> _http.HttpResponse:
             response = await _http.request(
                 self._session,
                 method,
@@ -149,6 +214,15 @@ class ESputnikProvider:
             )
             if response.status not in allow:
                 self._classify(response, name)
+            if expect_json and 200 <= response.status < 300 and response.body:
+                try:
+                    orjson.loads(response.body)
+                except orjson.JSONDecodeError:
+                    # Cut off or garbled on the way: the call may have run, and running it
+                    # again is harmless, so this is a lost answer, not a wrong one.
+                    raise RetriableProviderError(
+                        f"{name}: the answer is not JSON (cut off?)", code="bad_json"
+                    ) from None
             return response
 
         def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
@@ -164,6 +238,13 @@ class ESputnikProvider:
             clock=self._clock,
             rng=self._rng,
             on_retry=on_retry,
+        )
+
+    def _report_rates(self) -> None:
+        """The API learner's figures for the report; the search learner's as ``search_*``."""
+        self.stats.rates.update(self._adaptive.summary())
+        self.stats.rates.update(
+            {f"search_{k}": v for k, v in self._search_adaptive.summary().items()}
         )
 
     def _classify(self, response: _http.HttpResponse, name: str) -> None:
@@ -199,9 +280,7 @@ class ESputnikProvider:
     # -- pre-flight -----------------------------------------------------------------
     async def check(self, fields: Sequence[str]) -> list[str]:
         """Verify the key with one search row; warn about confirmed contacts."""
-        await self.call(
-            "GET", "/api/v1/contacts", query=[("maxrows", "1")], limiter=self._search_limiter
-        )
+        await self.call("GET", "/api/v1/contacts", query=[("maxrows", "1")], search=True)
         warnings = self.config.warnings()
         if self.config.group is not None and await self._group_id() is None:
             warnings.append(
@@ -233,11 +312,13 @@ class ESputnikProvider:
                 return SearchSnapshot(path)
             where, extra = f"/api/v1/group/{group_id}/contacts", [("orderByTs", "false")]
         else:
-            where, extra = "/api/v1/contacts", [("sortBy", "contactId")]
+            where, extra = _SEARCH, [("sortBy", "contactId")]
 
         async def fetch(start: int, rows: int) -> Page:
             query = [*extra, ("startindex", str(start)), ("maxrows", str(rows))]
-            response = await self.call("GET", where, query=query, limiter=self._search_limiter)
+            # Segment pages are paced as searches too, as they always were: a read of many
+            # pages must not crowd out the imports that follow it.
+            response = await self.call("GET", where, query=query, search=True)
             contacts = self._json(response, f"GET {where}")
             if not isinstance(contacts, list):
                 raise ExportError(f"GET {where}: the answer is not a list of contacts")
@@ -274,10 +355,7 @@ class ESputnikProvider:
         record = _TaskRecord()
         parts: list[list[RowOutcome]] = []
         for number, request in enumerate(requests):
-            response = await self.call("POST", "/api/v1/contacts", body=request.body)
-            answer = self._json(response, "POST /api/v1/contacts")
-            if not isinstance(answer, Mapping):
-                raise ProviderError("POST /api/v1/contacts: the answer is not an object")
+            answer = await self._post(request)
             failed = failed_contacts(answer)
             session = answer.get("asyncSessionId")
             if not isinstance(session, str) or not session:
@@ -291,7 +369,15 @@ class ESputnikProvider:
             if events is not None:
                 await events.task(record.dump())
             parts.append(rows)
-        return await self._finish(batch, requests, record, parts)
+        return await self._finish(batch, requests, record, parts, events)
+
+    async def _post(self, request: Request) -> Mapping[str, Any]:
+        """One ``POST /api/v1/contacts``; its answer object."""
+        response = await self.call("POST", "/api/v1/contacts", body=request.body)
+        answer = self._json(response, "POST /api/v1/contacts")
+        if not isinstance(answer, Mapping):
+            raise ProviderError("POST /api/v1/contacts: the answer is not an object")
+        return answer
 
     async def settle(self, batch: Batch, task_id: str | None) -> BatchOutcome | None:
         """Wait for the import sessions an earlier attempt started, instead of resending.
@@ -333,9 +419,12 @@ class ESputnikProvider:
         requests: Sequence[Request],
         record: _TaskRecord,
         parts: list[list[RowOutcome]],
+        events: BatchEvents | None = None,
     ) -> BatchOutcome:
-        for number, session in record.sessions.items():
+        for number, session in list(record.sessions.items()):
             error = await self._wait_for(session)
+            if error is not None:
+                error = await self._import_again(requests[number], number, record, error, events)
             if error is not None:
                 indexes = requests[number].indexes
                 failed_rows = {row.index for row in record.failed.get(number, ())}
@@ -349,6 +438,42 @@ class ESputnikProvider:
                     )
                 )
         return merge(parts)
+
+    async def _import_again(
+        self,
+        request: Request,
+        number: int,
+        record: _TaskRecord,
+        error: str,
+        events: BatchEvents | None,
+    ) -> str | None:
+        """Resend a request whose import session ended in ERROR (an upsert by key: safe),
+        after a jittered backoff, up to IMPORT_ATTEMPTS sessions in all; the last error
+        (None once one finished). Its contacts' failures came with the first answer (the
+        same body is checked the same way), so a resend's are not counted again.
+        """
+        last: str | None = error
+        for attempt in range(1, IMPORT_ATTEMPTS):
+            if last is None:
+                break
+            wait = self._retry.delay(attempt, ProviderError(last), self._rng)
+            self.stats.count_retry("import session")
+            log.warning(
+                "import session ended in ERROR; sending its contacts again",
+                attempt=attempt,
+                wait=round(wait, 2),
+                error=last,
+            )
+            await self._clock.sleep(wait)
+            answer = await self._post(request)
+            session = answer.get("asyncSessionId")
+            if not isinstance(session, str) or not session:
+                break
+            record.sessions[number] = session
+            if events is not None:
+                await events.task(record.dump())
+            last = await self._wait_for(session)
+        return last
 
     async def _wait_for(self, session: str) -> str | None:
         """Poll one import session; None when FINISHED, its description on ERROR."""
@@ -410,20 +535,34 @@ class ESputnikProvider:
                 "/api/v1/contact",
                 query=[("externalCustomerId", key), *erase],
                 allow=(404,),
+                expect_json=False,
             )
             return
         by = "email" if "@" in key else "sms"
         value = key if by == "email" else key.lstrip("+")
-        response = await self.call(
-            "GET", "/api/v1/contacts", query=[(by, value)], limiter=self._search_limiter
-        )
+        response = await self.call("GET", _SEARCH, query=[(by, value)], search=True)
         found = self._json(response, "GET /api/v1/contacts")
         for contact in found if isinstance(found, list) else ():
             contact_id = contact.get("id") if isinstance(contact, Mapping) else None
             if isinstance(contact_id, int):
                 await self.call(
-                    "DELETE", f"/api/v1/contact/{contact_id}", query=erase, allow=(404,)
+                    "DELETE",
+                    f"/api/v1/contact/{contact_id}",
+                    query=erase,
+                    allow=(404,),
+                    expect_json=False,
                 )
+
+
+def _call_name(method: str, path: str) -> str:
+    """The call as the report counts it: ids left out, so one line per endpoint, not one
+    per import session or contact (``GET /api/v1/importstatus/{id}``)."""
+    parts = path.split("?")[0].split("/")
+    named = [
+        "{id}" if part.isdigit() or (i and parts[i - 1] == "importstatus") else part
+        for i, part in enumerate(parts)
+    ]
+    return f"{method} {'/'.join(named)}"
 
 
 class _TaskRecord:

@@ -26,6 +26,7 @@ from esputnik_support import (
 
 from sync_engine import Outcome, SyncEngine
 from sync_engine.emulator import EmulatedESputnikContact
+from sync_engine.providers.esputnik import IMPORT_ATTEMPTS
 
 PEOPLE = [
     ("Anna.Ivanova@Example.com", "+7 916 123 45 01", "Анна", "Иванова", "VIP"),
@@ -211,12 +212,14 @@ async def test_bad_rows_come_back_as_rejects_with_reasons(
 async def test_a_failed_import_session_leaves_its_rows_transient(
     tmp_path: Path, served: Served
 ) -> None:
-    """An import session ending in ERROR applies nothing; its rows are failed, not rejected."""
-    served.emulator.failing_sessions = 1
+    """Import sessions ending in ERROR apply nothing; once every resend's session has
+    failed too (IMPORT_ATTEMPTS in all) the rows are failed, not rejected."""
+    served.emulator.failing_sessions = IMPORT_ATTEMPTS
     config = esputnik_config(tmp_path, served, source=people_csv(tmp_path), mapping=MAPPING)
     report = await sync(config, served)
     assert (report.inserted, report.failed, report.rejected) == (0, 3, 0), report.render_text()
     assert all("import session" in p.reason for p in report.problems.kept)
+    assert served.emulator.calls["contactsBulkUpdate"] == IMPORT_ATTEMPTS
     again = await sync(config, served)
     assert again.inserted == 3
     validate_exchanges(served.emulator.exchanges)
