@@ -11,14 +11,14 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
 from .clock import Clock
 from .errors import RetriableProviderError
 
-__all__ = ["RetryPolicy", "call_with_retries", "default_is_retriable"]
+__all__ = ["RetryPolicy", "call_with_retries", "default_is_retriable", "logged_retry"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,23 @@ def default_is_retriable(error: BaseException) -> bool:
         | TimeoutError
         | ConnectionError,
     )
+
+
+def logged_retry(
+    method: str, *, count: Callable[[str], None], logger: Any
+) -> Callable[[int, BaseException, float], None]:
+    """The ``on_retry`` every provider uses: count the retry for the report, log it.
+
+    ``logger`` is a structlog logger; the error text must already be scrubbed of secrets.
+    """
+
+    def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+        count(method)
+        logger.warning(
+            "retrying", method=method, attempt=attempt, wait=round(delay, 2), error=str(error)
+        )
+
+    return on_retry
 
 
 async def call_with_retries(

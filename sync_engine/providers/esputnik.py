@@ -34,7 +34,7 @@ from sync_engine.errors import (
 )
 from sync_engine.plan import Batch, BatchKind
 from sync_engine.ratelimit import AdaptiveLimiter, CompositeLimiter, RateLimiter
-from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
+from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable, logged_retry
 
 from . import _http
 from ._esputnik_config import ESputnikConfig, check_esputnik, parse_esputnik
@@ -225,12 +225,7 @@ class ESputnikProvider:
                     ) from None
             return response
 
-        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
-            self.stats.count_retry(name)
-            log.warning(
-                "retrying", call=name, attempt=attempt_no, wait=round(delay, 2), error=str(error)
-            )
-
+        on_retry = logged_retry(name, count=self.stats.count_retry, logger=log)
         return await call_with_retries(
             attempt,
             policy=self._retry,

@@ -32,7 +32,7 @@ from sync_engine.normalise import FieldValue
 from sync_engine.plan import Batch, BatchKind
 from sync_engine.ratelimit import AdaptiveLimiter, CompositeLimiter, RateLimiter
 from sync_engine.records import RowProblem, SourceRow
-from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
+from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable, logged_retry
 from sync_engine.schema import FieldKind, FieldSchema
 from sync_engine.sources._threaded import iterate_in_thread
 from sync_engine.tabular import sniff_delimiter
@@ -255,16 +255,7 @@ class UniSenderProvider:
                 **extra,
             )
 
-        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
-            self.stats.count_retry(method)
-            log.warning(
-                "retrying",
-                method=method,
-                attempt=attempt_no,
-                wait=round(delay, 2),
-                error=str(error),
-            )
-
+        on_retry = logged_retry(method, count=self.stats.count_retry, logger=log)
         return await call_with_retries(
             attempt,
             policy=self._retry,
@@ -427,9 +418,7 @@ class UniSenderProvider:
                 )
 
     async def _download(self, url: str, path: Path, shape: _FileShape) -> int:
-        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
-            self.stats.count_retry("download")
-            log.warning("retrying download", attempt=attempt_no, error=str(error))
+        on_retry = logged_retry("download", count=self.stats.count_retry, logger=log)
 
         received = 0
 

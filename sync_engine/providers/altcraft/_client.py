@@ -31,7 +31,7 @@ from sync_engine.errors import (
 from sync_engine.providers import _http
 from sync_engine.providers.base import ProviderStats
 from sync_engine.ratelimit import AdaptiveLimiter, RateLimiter
-from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable
+from sync_engine.retry import RetryPolicy, call_with_retries, default_is_retriable, logged_retry
 
 from ._config import AltcraftConfig
 from ._wire import parse_answer
@@ -162,16 +162,7 @@ class AltcraftClient:
                     raise rejected(str(error), code=error.code) from None
                 raise
 
-        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
-            self._stats.count_retry(method)
-            log.warning(
-                "retrying",
-                method=method,
-                attempt=attempt_no,
-                wait=round(delay, 2),
-                error=str(error),
-            )
-
+        on_retry = logged_retry(method, count=self._stats.count_retry, logger=log)
         return await call_with_retries(
             attempt,
             policy=self._retry,
@@ -250,9 +241,7 @@ class AltcraftClient:
                 headers=headers,
             )
 
-        def on_retry(attempt_no: int, error: BaseException, delay: float) -> None:
-            self._stats.count_retry("download")
-            log.warning("retrying download", attempt=attempt_no, error=str(error))
+        on_retry = logged_retry("download", count=self._stats.count_retry, logger=log)
 
         return await call_with_retries(
             attempt,
