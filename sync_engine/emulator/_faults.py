@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
+from aiohttp import web
+
 __all__ = [
     "ANY",
     "DOWNLOAD",
@@ -238,3 +240,21 @@ def parse_fault_spec(text: str) -> list[dict[str, object]]:
     if not specs:
         raise ValueError("empty fault spec; expected e.g. 'any=0.1' or 'http_503@importContacts*2'")
     return specs
+
+
+# What a proxy in front of any provider's API answers for these kinds: an HTML page.
+_PROXY_PAGES: dict[str, tuple[int, str]] = {
+    "http_500": (500, "500 Internal Server Error"),
+    "http_502": (502, "502 Bad Gateway"),
+    "http_503": (503, "503 Service Temporarily Unavailable"),
+    "http_504": (504, "504 Gateway Time-out"),
+}
+
+
+def proxy_error_page(kind: str) -> web.Response | None:
+    """The HTML page a proxy answers for an ``http_5xx`` kind; None for the API's own."""
+    if kind not in _PROXY_PAGES:
+        return None
+    status, title = _PROXY_PAGES[kind]
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    return web.Response(status=status, text=page, content_type="text/html")

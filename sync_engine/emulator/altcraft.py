@@ -41,7 +41,7 @@ from aiohttp import web
 
 from ._altcraft_export import ExportLayout, write_profiles
 from ._altcraft_state import MATCHING, AltcraftError, Profile, ProfileStore, Subscription
-from ._faults import DOWNLOAD, FaultInjector, FaultKind, fits
+from ._faults import DOWNLOAD, FaultInjector, FaultKind, fits, proxy_error_page
 from ._ratelimit import CallWindow
 from ._wire import json_response
 
@@ -71,13 +71,6 @@ _FAULTS: Mapping[str, tuple[int, str]] = {
     "not_enough_money": (402, "Tariff limit reached"),
 }
 
-
-_HTML_FAULTS: Mapping[str, tuple[int, str]] = {
-    "http_500": (500, "500 Internal Server Error"),
-    "http_502": (502, "502 Bad Gateway"),
-    "http_503": (503, "503 Service Temporarily Unavailable"),
-    "http_504": (504, "504 Gateway Time-out"),
-}
 # Faults that let the call run and then spoil (or delay) its answer; the others answer
 # instead of running it.
 _AFTER_CALL = frozenset(
@@ -387,10 +380,9 @@ class AltcraftEmulator:
         return json_response(answer)
 
     def _fault_response(self, kind: FaultKind) -> web.Response:
-        if kind in _HTML_FAULTS:
-            status, title = _HTML_FAULTS[kind]
-            text = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-            return web.Response(status=status, text=text, content_type="text/html")
+        page = proxy_error_page(kind)
+        if page is not None:
+            return page
         headers = None
         if kind == "rate_limited_retry_after":
             headers = {"Retry-After": _seconds(self.options.fault_retry_after)}

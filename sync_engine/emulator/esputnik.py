@@ -40,7 +40,7 @@ from ._esputnik_state import (
     contact_json,
     contacts_for,
 )
-from ._faults import FaultInjector, FaultKind, parse_fault_spec
+from ._faults import FaultInjector, FaultKind, parse_fault_spec, proxy_error_page
 from ._ratelimit import CallWindow
 
 __all__ = ["IMPORT_ERROR", "ESputnikEmulator", "ESputnikOptions", "Exchange"]
@@ -57,13 +57,6 @@ _FAULTS: dict[str, tuple[int, str]] = {
     "invalid_arg": (400, "Bad request"),
     "access_denied": (401, "Unauthorized"),
     "not_enough_money": (402, "Payment required"),
-}
-# What a proxy in front of the API answers: an HTML page, not the API's text.
-_HTML_FAULTS: dict[str, tuple[int, str]] = {
-    "http_500": (500, "500 Internal Server Error"),
-    "http_502": (502, "502 Bad Gateway"),
-    "http_503": (503, "503 Service Temporarily Unavailable"),
-    "http_504": (504, "504 Gateway Time-out"),
 }
 # Faults that let the call run and then spoil (or delay) its answer; the others answer
 # instead of running it.
@@ -369,10 +362,9 @@ class ESputnikEmulator:
         return response
 
     def _fault(self, kind: FaultKind) -> web.Response:
-        if kind in _HTML_FAULTS:
-            status, title = _HTML_FAULTS[kind]
-            page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-            return web.Response(status=status, text=page, content_type="text/html")
+        page = proxy_error_page(kind)
+        if page is not None:
+            return page
         status, text = _FAULTS[kind]
         headers = None
         if kind == "rate_limited_retry_after":

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from ._admin import add_admin_routes
 from ._export import ExportFormat, ExportStore
-from ._faults import DOWNLOAD, FaultInjector, FaultKind
+from ._faults import DOWNLOAD, FaultInjector, FaultKind, proxy_error_page
 from ._model import (
     ArgumentError,
     EmulatedContact,
@@ -65,12 +65,6 @@ _EMAIL_STATUSES = frozenset(
     {"new", "invited", "active", "inactive", "unsubscribed", "blocked", "activation_requested"}
 )
 _PHONE_STATUSES = frozenset({"new", "active", "inactive", "unsubscribed", "blocked"})
-_HTML_FAULTS: dict[str, tuple[int, str]] = {
-    "http_500": (500, "500 Internal Server Error"),
-    "http_502": (502, "502 Bad Gateway"),
-    "http_503": (503, "503 Service Temporarily Unavailable"),
-    "http_504": (504, "504 Gateway Time-out"),
-}
 # Faults that let the call run and then spoil (or delay) its answer; the others answer
 # instead of running it.
 _AFTER_CALL = frozenset(
@@ -374,10 +368,9 @@ class UniSenderEmulator:
         return json_response(body)
 
     def _fault_response(self, kind: FaultKind) -> web.Response:
-        if kind in _HTML_FAULTS:
-            status, title = _HTML_FAULTS[kind]
-            body = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-            return web.Response(status=status, text=body, content_type="text/html")
+        page = proxy_error_page(kind)
+        if page is not None:
+            return page
         brand = self._brand_name()
         if kind in ("rate_limited", "rate_limited_retry_after"):
             headers = None
