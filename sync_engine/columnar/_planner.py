@@ -30,6 +30,7 @@ from sync_engine.records import RowOrigin
 from sync_engine.report import Problem, SyncReport
 
 from ._blocks import CsvLayout, NotColumnar
+from ._keys import KeyStore, key_check
 from ._local import LocalColumns
 from ._normalise import SET_KINDS, ColumnNormaliser
 from ._remote import LockRule, RemoteIndex, index_remote
@@ -101,18 +102,23 @@ class Planner:
     def run(self, report: SyncReport) -> ColumnarPlan:
         """Plan, then fill the report; raises NotColumnar before touching the report."""
         started = time.perf_counter()
-        remote = index_remote(
-            self._export,
-            shape=self.shape,
-            normaliser=self._normaliser,
-            lock=self._lock,
-            checkpoint=self._checkpoint,
-        )
-        indexed = time.perf_counter()
-        valid, unknown, invalid, rows = self._local_pass(remote)
-        self._report_remote(remote, report)
-        self._resolve(valid, unknown, invalid, rows, remote, report)
-        self._removals(valid, invalid, remote, report)
+        keys = KeyStore(self._spool.path.parent)
+        try:
+            remote = index_remote(
+                self._export,
+                shape=self.shape,
+                normaliser=self._normaliser,
+                lock=self._lock,
+                checkpoint=self._checkpoint,
+                keys=keys,
+            )
+            indexed = time.perf_counter()
+            valid, unknown, invalid, rows = self._local_pass(remote)
+            self._report_remote(remote, report)
+            self._resolve(valid, unknown, invalid, rows, remote, report)
+            self._removals(valid, invalid, remote, report)
+        finally:
+            keys.close()
         self._spool.close()
         report.stages["index"] = report.stages.get("index", 0.0) + indexed - started
         report.stages["plan"] = report.stages.get("plan", 0.0) + time.perf_counter() - indexed
@@ -157,7 +163,7 @@ class Planner:
         )
         lookup = remote.frame.select(
             "kh",
-            pl.col("key").alias("r_key"),
+            pl.col("kc").alias("r_kc"),
             pl.col("digest").alias("r_digest"),
             *(
                 pl.col(shape.additive_name(i)).alias("r_" + shape.additive_name(i))
@@ -179,9 +185,11 @@ class Planner:
             invalid.append(frame.select("line", "field", "reason", "key").filter(~ok))
             # Every row is judged (an invalid one just never counts): filtering the wide
             # block first would copy all of its text.
-            judged = frame.with_columns(digest=shape.digest(), kh=pl.col("key").hash())
+            judged = frame.with_columns(
+                digest=shape.digest(), kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
+            )
             judged = judged.hstack(_lookup(lookup, judged.get_column("kh")))
-            if (judged.get_column("r_key") != judged.get_column("key")).any():
+            if (judged.get_column("r_kc") != judged.get_column("kc")).any():
                 raise NotColumnar("two different keys share a 64-bit hash")
             judged = judged.with_columns(
                 self._registry.within(
@@ -329,7 +337,7 @@ class Planner:
         kept = valid.filter(once & (verdict == KEPT)).head(
             max(0, self._settings.kept_cap - len(report.kept))
         )
-        kept = kept.join(_index_rows(remote, kept), on="kh", maintain_order="left")
+        kept = kept.join(_keyed_rows(remote, kept), on="kh", maintain_order="left")
         for key, code in kept.select("key", "r_lock").iter_rows():
             report.kept.append((key, remote.reasons[code] or "locked"))
         for problem in heapq.merge(
@@ -337,11 +345,11 @@ class Planner:
         ):
             report.problems.add(problem)
         if self._plan.sample_updates:
-            keys = [contact.key for contact in self._plan.sample_updates]
-            hashes = pl.Series(keys, dtype=pl.String).hash().implode()
+            keys = pl.Series([contact.key for contact in self._plan.sample_updates])
+            hashes, checks = keys.hash().implode(), key_check(pl.lit(keys)).implode()
             lines = []
             for table in (remote.frame, remote.repeats):
-                found = table.filter(pl.col("kh").is_in(hashes)).filter(pl.col("key").is_in(keys))
+                found = table.filter(pl.col("kh").is_in(hashes)).filter(pl.col("kc").is_in(checks))
                 lines += found.get_column("line").to_list()
             self._plan.updated_lines = frozenset(lines)
 
@@ -354,7 +362,7 @@ class Planner:
         if repeats.is_empty():
             return repeats.with_columns(key=pl.lit(None, dtype=pl.String))
         known = repeats.filter(pl.col("r").is_not_null()).join(
-            _index_rows(remote, repeats), on="kh", how="left"
+            _keyed_rows(remote, repeats), on="kh", how="left"
         )
         fresh = (
             repeats.filter(pl.col("r").is_null())
@@ -400,14 +408,17 @@ class Planner:
         if self._settings.mode != "mirror":
             return
         # Few invalid rows name a key; their keys protect remote contacts too.
-        named = invalid.filter(pl.col("key").is_not_null()).with_columns(kh=pl.col("key").hash())
-        protected = named.join(_index_rows(remote, named, "r"), on="kh").filter(
-            pl.col("key") == pl.col("key_right")
+        named = invalid.filter(pl.col("key").is_not_null()).with_columns(
+            kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
+        )
+        protected = named.join(_index_rows(remote, named, "kc", "r"), on="kh").filter(
+            pl.col("kc") == pl.col("kc_right")
         )
         seen = pl.concat([valid.get_column("r").drop_nulls(), protected.get_column("r")])
         # r numbers the index rows 0..n-1 in export order: mark the seen ones by position.
         marks = pl.repeat(False, remote.frame.height, eager=True).scatter(seen.rechunk(), True)
-        unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("r"))).sort("r")
+        unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("r")))
+        unseen = _with_export_keys(remote, unseen.select("line", "lock", "r")).sort("r")
         summary = report.plan
         shown = self._plan.removal_keys
         for key, code in unseen.select("key", "lock").iter_rows():
@@ -448,13 +459,25 @@ def encode_changes(rows: pl.DataFrame, fields: Sequence[str], source: str) -> by
 
 
 def _index_rows(remote: RemoteIndex, rows: pl.DataFrame, *extra: str) -> pl.DataFrame:
-    """``kh, key`` (and ``extra`` columns) of the index rows that ``rows`` name by hash.
+    """``kh`` (and ``extra`` columns) of the index rows that ``rows`` name by hash.
 
     For a few rows: scanning the index for their hashes beats a join, which would hash
     the whole index first.
     """
     wanted = rows.get_column("kh").implode()
-    return remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", "key", *extra)
+    return remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", *extra)
+
+
+def _keyed_rows(remote: RemoteIndex, rows: pl.DataFrame) -> pl.DataFrame:
+    """``kh, key`` of the index rows that ``rows`` name by hash (keys read back by line)."""
+    found = _index_rows(remote, rows, "line")
+    return _with_export_keys(remote, found).select("kh", "key")
+
+
+def _with_export_keys(remote: RemoteIndex, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (with the index's ``line``) plus each row's ``key``, read from the store."""
+    keys = remote.keys.keys(rows.get_column("line"))
+    return rows.join(keys, on="line", how="left", maintain_order="left")
 
 
 def _lookup(index: pl.DataFrame, hashes: pl.Series) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ._blocks import CsvLayout, NotColumnar
+from ._keys import KeyStore, key_check
 from ._normalise import Column, ColumnNormaliser, not_blank
 from ._shape import Shape
 
@@ -35,17 +36,19 @@ class LockRule:
 class RemoteIndex:
     """One row per remote key, sorted by ``kh``; ``r`` numbers rows in export order.
 
-    ``frame`` has ``key``, ``kh`` (its 64-bit hash: joins on it are several times
-    faster than on strings, and every match is checked against the key), ``digest``,
-    ``a{i}`` (additive set ids), ``lock`` (index into ``reasons``; 0 is "not locked"),
-    ``line`` and ``r``; ``keyless`` holds the lines of rows without a key; ``repeats``
-    the ``key, kh, line`` of rows whose key came earlier.
+    ``frame`` has ``kh`` (the key's 64-bit hash: joins on it are several times faster
+    than on strings), ``kc`` (a second, independent hash that confirms every match),
+    ``digest``, ``a{i}`` (additive set ids), ``lock`` (index into ``reasons``; 0 is "not
+    locked"), ``line`` and ``r``; the key strings themselves wait on disk in ``keys``,
+    by line. ``keyless`` holds the lines of rows without a key; ``repeats`` the ``kh, kc,
+    line`` of rows whose key came earlier.
     """
 
     frame: pl.DataFrame
     reasons: tuple[str | None, ...]
     keyless: pl.Series
-    repeats: pl.DataFrame  # key, kh, line
+    repeats: pl.DataFrame  # kh, kc, line
+    keys: KeyStore
 
     @property
     def duplicated(self) -> bool:
@@ -53,13 +56,13 @@ class RemoteIndex:
 
 
 def check_same_keys(rows: pl.DataFrame, firsts: pl.DataFrame) -> None:
-    """Rows matched by key hash (``kh``) to ``first_key`` must really share the key.
+    """Rows matched by key hash (``kh``) to a ``first_kc`` must also share the check hash.
 
     Two different keys with one 64-bit hash are astronomically rare; should it happen,
     the row path (which compares the strings) takes over.
     """
     joined = rows.join(firsts, on="kh", how="inner")
-    if not joined.is_empty() and (joined.get_column("key") != joined.get_column("first_key")).any():
+    if not joined.is_empty() and (joined.get_column("kc") != joined.get_column("first_kc")).any():
         raise NotColumnar("two different keys share a 64-bit hash")
 
 
@@ -142,8 +145,9 @@ def index_remote(
     normaliser: ColumnNormaliser,
     lock: LockRule,
     checkpoint: Callable[[], None],
+    keys: KeyStore,
 ) -> RemoteIndex:
-    """Read and normalise the export block by block into a RemoteIndex."""
+    """Read and normalise the export block by block into a RemoteIndex (keys to ``keys``)."""
     locks = _Locks(lock)
     empty = normaliser.registry.empty()
     parts: list[pl.DataFrame] = []
@@ -170,10 +174,12 @@ def index_remote(
             line=pl.int_range(block.first_line, block.first_line + frame.height, dtype=pl.UInt32),
         )
         keyless.append(indexed.filter(pl.col("key").is_null()).get_column("line"))
+        keyed = indexed.filter(pl.col("key").is_not_null())
+        keys.add(keyed)
         parts.append(
-            indexed.filter(pl.col("key").is_not_null()).with_columns(kh=pl.col("key").hash())
+            keyed.with_columns(kh=pl.col("key").hash(), kc=key_check(pl.col("key"))).drop("key")
         )
-    return _finish(parts, keyless, locks.reasons, shape)
+    return _finish(parts, keyless, locks.reasons, shape, keys)
 
 
 def _finish(
@@ -181,11 +187,12 @@ def _finish(
     keyless: Sequence[pl.Series],
     reasons: Sequence[str | None],
     shape: Shape,
+    keys: KeyStore,
 ) -> RemoteIndex:
     schema = {
-        "key": pl.String,
         "digest": pl.UInt64,
         "kh": pl.UInt64,
+        "kc": pl.UInt64,
         **{shape.additive_name(i): pl.UInt32 for i in shape.additive},
         "lock": pl.UInt16,
         "line": pl.UInt32,
@@ -195,10 +202,10 @@ def _finish(
     # One chunk per block: random access (the sort's gathers) into a hundred chunks
     # costs a search per element, so each column is made contiguous before it is used.
     first = frame.get_column("kh").rechunk().is_first_distinct()
-    repeats = frame.filter(~first).select("key", "kh", "line")
+    repeats = frame.filter(~first).select("kh", "kc", "line")
     if not repeats.is_empty():
         frame = frame.filter(first)
-        check_same_keys(repeats, frame.select("kh", first_key="key"))
+        check_same_keys(repeats, frame.select("kh", first_kc="kc"))
     # Kept sorted by key hash, so each local block finds its rows by binary search.
     # Sorted one column at a time, each unsorted column let go as soon as it is
     # gathered: the sort never holds two copies of the whole index.
@@ -212,5 +219,5 @@ def _finish(
     frame = pl.DataFrame(ordered).set_sorted("kh")
     lines = pl.concat(keyless) if keyless else pl.Series("line", [], dtype=pl.UInt32)
     return RemoteIndex(
-        frame=frame.rechunk(), reasons=tuple(reasons), keyless=lines, repeats=repeats
+        frame=frame.rechunk(), reasons=tuple(reasons), keyless=lines, repeats=repeats, keys=keys
     )

@@ -1,0 +1,44 @@
+"""The export's keys spilled to disk are found again by line, and only those asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from sync_engine.columnar._keys import KeyStore, key_check
+
+
+def test_keys_are_found_by_line_across_blocks_and_the_files_go_on_close(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path)
+    store.add(pl.DataFrame({"line": [2, 3], "key": ["a@x.io", "b@x.io"], "digest": [1, 2]}))
+    store.add(pl.DataFrame({"line": [7], "key": ["c@x.io"], "digest": [3]}))
+    found = store.keys(pl.Series([7, 2, 99], dtype=pl.UInt32)).sort("line")
+    assert found.rows() == [(2, "a@x.io"), (7, "c@x.io")]  # 99 has no key: not invented
+    assert store.keys(pl.Series([], dtype=pl.UInt32)).is_empty()
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_check_hash_is_independent_of_the_index_hash() -> None:
+    keys = pl.Series(["a@x.io", "b@x.io"])
+    checks = pl.select(key_check(pl.lit(keys))).to_series()
+    assert checks.to_list() != keys.hash().to_list()
+    assert checks.n_unique() == 2
+
+
+def test_one_index_hash_for_two_keys_hands_the_plan_to_the_row_path() -> None:
+    """A 64-bit ``kh`` match whose check hashes differ is a collision: never trusted."""
+    import pytest
+
+    from sync_engine.columnar._blocks import NotColumnar
+    from sync_engine.columnar._remote import check_same_keys
+
+    firsts = pl.DataFrame(
+        {"kh": [5], "first_kc": [10]}, schema={"kh": pl.UInt64, "first_kc": pl.UInt64}
+    )
+    same = pl.DataFrame({"kh": [5], "kc": [10]}, schema={"kh": pl.UInt64, "kc": pl.UInt64})
+    check_same_keys(same, firsts)
+    other = pl.DataFrame({"kh": [5], "kc": [11]}, schema={"kh": pl.UInt64, "kc": pl.UInt64})
+    with pytest.raises(NotColumnar, match="share a 64-bit hash"):
+        check_same_keys(other, firsts)
