@@ -32,8 +32,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import orjson
@@ -42,6 +41,7 @@ from aiohttp import web
 from ._altcraft_export import ExportLayout, write_profiles
 from ._altcraft_state import MATCHING, AltcraftError, Profile, ProfileStore, Subscription
 from ._faults import DOWNLOAD, FaultInjector, FaultKind, fits, proxy_error_page
+from ._lifecycle import ClosingEmulator
 from ._ratelimit import CallWindow
 from ._wire import json_response
 
@@ -140,7 +140,7 @@ class _Task:
     stalled: bool = False  # an injected export_stalled: processing forever
 
 
-class AltcraftEmulator:
+class AltcraftEmulator(ClosingEmulator):
     """An in-process Altcraft: serve ``app()`` and drive the state from tests."""
 
     def __init__(
@@ -187,17 +187,6 @@ class AltcraftEmulator:
 
     def __repr__(self) -> str:
         return f"AltcraftEmulator(profiles={len(self.store)})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Remove the export files; the profiles stay readable."""

@@ -26,8 +26,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import orjson
@@ -41,6 +40,7 @@ from ._esputnik_state import (
     contacts_for,
 )
 from ._faults import FaultInjector, FaultKind, parse_fault_spec, proxy_error_page
+from ._lifecycle import ClosingEmulator
 from ._ratelimit import CallWindow
 
 __all__ = ["IMPORT_ERROR", "ESputnikEmulator", "ESputnikOptions", "Exchange"]
@@ -104,7 +104,7 @@ class Exchange:
     authorized: bool
 
 
-class ESputnikEmulator:
+class ESputnikEmulator(ClosingEmulator):
     """Serve ``app()``; drive and read the state from tests."""
 
     def __init__(
@@ -139,17 +139,6 @@ class ESputnikEmulator:
 
     def __repr__(self) -> str:
         return f"ESputnikEmulator(contacts={len(self.account.contacts)})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Nothing to release: the state lives in memory."""

@@ -30,8 +30,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import anyio
 from aiohttp import web
@@ -39,6 +38,7 @@ from aiohttp import web
 from ._admin import add_admin_routes
 from ._export import ExportFormat, ExportStore
 from ._faults import DOWNLOAD, FaultInjector, FaultKind, proxy_error_page
+from ._lifecycle import ClosingEmulator
 from ._model import (
     ArgumentError,
     EmulatedContact,
@@ -143,7 +143,7 @@ def _seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
-class UniSenderEmulator:
+class UniSenderEmulator(ClosingEmulator):
     """An in-process UniSender/Selzy: serve ``app()`` and drive the state from tests."""
 
     def __init__(
@@ -192,17 +192,6 @@ class UniSenderEmulator:
 
     def __repr__(self) -> str:
         return f"UniSenderEmulator(brand={self.options.brand!r}, contacts={len(self._base)})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Remove the export files; the emulator's contacts stay readable."""
