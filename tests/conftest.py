@@ -166,3 +166,15 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
         env={**os.environ, **(env or {})},
     )
     return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def secret_leaks(secrets: Sequence[str], root: Path, *texts: str) -> list[str]:
+    """Where any secret appears: in the given texts (output #i) or in any file under
+    ``root`` (rejects, report, journal, work files). Configs written with ``${VAR}``s
+    hold no secret themselves, so a whole test directory can be searched."""
+    found = [f"output #{i}: {s}" for i, text in enumerate(texts) for s in secrets if s in text]
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path}: {s}" for s in secrets if s.encode() in data]
+    return found

@@ -140,9 +140,6 @@ class ESputnikEmulator(ClosingEmulator):
     def __repr__(self) -> str:
         return f"ESputnikEmulator(contacts={len(self.account.contacts)})"
 
-    async def aclose(self) -> None:
-        """Nothing to release: the state lives in memory."""
-
     # -- state for tests ------------------------------------------------------------
     def seed(self, contacts: Iterable[EmulatedESputnikContact]) -> None:
         """Store contacts as they are, creating their segments."""

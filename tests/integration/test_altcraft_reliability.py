@@ -12,7 +12,7 @@ import anyio
 import orjson
 import pytest
 from altcraft_support import TOKEN, TRIGGER_ID, Altcraft, serve_altcraft, write_altcraft_config
-from conftest import cli, write_csv
+from conftest import cli, secret_leaks, write_csv
 
 from sync_engine.emulator.altcraft import AltcraftOptions
 
@@ -29,14 +29,7 @@ async def altcraft() -> AsyncIterator[Altcraft]:
 
 
 def leaks(tmp_path: Path, *texts: str) -> list[str]:
-    """Where a token appears: in the texts or in any file under ``tmp_path`` (rejects,
-    report, journal, work files), the config aside, which holds only ${VAR}s."""
-    found = [f"output #{i}: {s}" for i, text in enumerate(texts) for s in SECRETS if s in text]
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            found += [f"{path}: {s}" for s in SECRETS if s.encode() in data]
-    return found
+    return secret_leaks(SECRETS, tmp_path, *texts)
 
 
 def source(tmp_path: Path) -> Path:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, cli, write_csv
+from conftest import API_KEY, cli, secret_leaks, write_csv
 from esputnik_support import Served, serve_esputnik, write_esputnik_config
 
 from sync_engine.emulator import ESputnikOptions
@@ -35,14 +35,7 @@ async def served() -> AsyncIterator[Served]:
 
 
 def leaks(tmp_path: Path, *texts: str) -> list[str]:
-    """Where any secret appears: in the given texts or in any file under ``tmp_path``
-    (rejects, journal, report, work files), the config file aside, which holds ``${VAR}``."""
-    found = [f"output #{i}: {s}" for i, text in enumerate(texts) for s in SECRETS if s in text]
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            found += [f"{path}: {s}" for s in SECRETS if s.encode() in data]
-    return found
+    return secret_leaks(SECRETS, tmp_path, *texts)
 
 
 def source(tmp_path: Path) -> Path:

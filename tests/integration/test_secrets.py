@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, PG_DSN, Provider, cli, serve_provider, write_config, write_csv
+from conftest import (
+    API_KEY,
+    PG_DSN,
+    Provider,
+    cli,
+    secret_leaks,
+    serve_provider,
+    write_config,
+    write_csv,
+)
 
 from sync_engine.emulator import EmulatorOptions
 
@@ -27,14 +36,7 @@ async def provider() -> AsyncIterator[Provider]:
 
 
 def leaks(tmp_path: Path, *texts: str) -> list[str]:
-    """Where any secret appears: in the given texts or in any file under ``tmp_path``
-    (rejects, journal, plans, work files), the config file aside, which holds only ${VAR}s."""
-    found = [f"output #{i}: {s}" for i, text in enumerate(texts) for s in SECRETS if s in text]
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            found += [f"{path}: {s}" for s in SECRETS if s.encode() in data]
-    return found
+    return secret_leaks(SECRETS, tmp_path, *texts)
 
 
 def source(tmp_path: Path) -> Path:
