@@ -30,6 +30,7 @@ from sync_engine.records import RowOrigin
 from sync_engine.report import Problem, SyncReport
 
 from ._blocks import CsvLayout, NotColumnar
+from ._compact import compact
 from ._keys import KeyStore, key_check
 from ._local import LocalColumns
 from ._normalise import SET_KINDS, ColumnNormaliser
@@ -98,6 +99,7 @@ class Planner:
         self._normaliser = ColumnNormaliser(builder.normaliser, self._registry)
         self._sets = tuple(kind in SET_KINDS for kind in self.shape.kinds)
         self._plan = ColumnarPlan(spool=spool)
+        self._named = pl.Series(dtype=pl.Boolean)  # see _local_pass
 
     def run(self, report: SyncReport) -> ColumnarPlan:
         """Plan, then fill the report; raises NotColumnar before touching the report."""
@@ -116,7 +118,7 @@ class Planner:
             valid, unknown, invalid, rows = self._local_pass(remote)
             self._report_remote(remote, report)
             self._resolve(valid, unknown, invalid, rows, remote, report)
-            self._removals(valid, invalid, remote, report)
+            self._removals(invalid, remote, report)
         finally:
             keys.close()
         self._spool.close()
@@ -155,8 +157,9 @@ class Planner:
         self, remote: RemoteIndex
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
         """Verdicts of every valid row (``kh, line, verdict, r, r_lock, skipped,
-        written``), the keys of rows the index lacks (``kh, line, key``: a known key is
-        the index's own), the invalid rows, and the row count."""
+        written, first``; ``r`` is the matched export line), the keys of rows the index
+        lacks (``kh, line, key``: a known key is the index's own), the invalid rows, and
+        the row count."""
         shape = self.shape
         columns = LocalColumns(
             self._local, builder=self._builder, shape=shape, normaliser=self._normaliser
@@ -170,9 +173,12 @@ class Planner:
                 for i in shape.additive
             ),
             pl.col("lock").alias("r_lock"),
-            "r",
+            pl.col("line").alias("r"),  # the export line of the matched contact
         ).set_sorted("kh")
         verdict, skipped = self._verdict(), self._skipped()
+        # Which index rows a local row has named so far, by export line: a row naming one
+        # already named is a repeat, known as soon as its block is read.
+        self._named = _marks(remote)
         valid: list[pl.DataFrame] = []
         unknown: list[pl.DataFrame] = []
         invalid: list[pl.DataFrame] = []
@@ -182,7 +188,7 @@ class Planner:
             frame = columns.frame(block)
             rows += frame.height
             ok = frame.get_column("reason").is_null()
-            invalid.append(frame.select("line", "field", "reason", "key").filter(~ok))
+            invalid.append(compact(frame.select("line", "field", "reason", "key").filter(~ok)))
             # Every row is judged (an invalid one just never counts): filtering the wide
             # block first would copy all of its text.
             judged = frame.with_columns(
@@ -198,22 +204,25 @@ class Planner:
                 ).alias(f"within{i}")
                 for i in shape.additive
             ).with_columns(verdict=verdict)
-            narrow = (
-                judged.select("key", "kh", "line", "verdict", "r", "r_lock")
-                .filter(ok)
-                .with_columns(first=pl.col("kh").is_first_distinct(), skipped=skipped)
-                .with_columns(
-                    written=pl.col("first")
-                    & pl.col("verdict").is_in([INSERT, UPDATE])
-                    & ~pl.col("skipped")
-                )
+            narrow = judged.select("key", "kh", "line", "verdict", "r", "r_lock").filter(ok)
+            matched = narrow.get_column("r")
+            named_before = self._named.gather(matched).fill_null(False)
+            self._named.scatter(matched.drop_nulls(), True)
+            narrow = narrow.with_columns(
+                first=pl.col("kh").is_first_distinct() & ~named_before, skipped=skipped
+            ).with_columns(
+                written=pl.col("first")
+                & pl.col("verdict").is_in([INSERT, UPDATE])
+                & ~pl.col("skipped")
             )
             lines = narrow.filter("written").get_column("line")
             self._write(judged.filter(pl.col("line").is_in(lines.implode())))
             valid.append(
-                narrow.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written")
+                narrow.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written", "first")
             )
-            unknown.append(narrow.filter(pl.col("r").is_null()).select("kh", "line", "key"))
+            unknown.append(
+                compact(narrow.filter(pl.col("r").is_null()).select("kh", "line", "key"))
+            )
         return (
             _concat(valid, _VALID),
             _concat(unknown, _UNKNOWN),
@@ -300,9 +309,14 @@ class Planner:
         report: SyncReport,
     ) -> None:
         # No copy of the million verdicts: counts are filtered sums, and only the few
-        # repeated rows (and the first rows they repeat) are ever materialised.
-        first = valid.get_column("kh").rechunk().is_first_distinct()
-        valid = valid.with_columns(first=first)
+        # repeated rows (and the first rows they repeat) are ever materialised. A key the
+        # index knows was told first or not in its block; keys new to the provider
+        # (few, but all of them on a first sync) are checked across blocks here.
+        fresh = valid.get_column("r").is_null().arg_true()
+        if not fresh.is_empty():
+            again = ~valid.get_column("kh").gather(fresh).is_first_distinct()
+            first = valid.get_column("first").scatter(fresh.filter(again), False)
+            valid = valid.with_columns(first=first)
         repeats = valid.filter(~pl.col("first"))
         if not repeats.is_empty():
             earlier = valid.filter(
@@ -401,9 +415,7 @@ class Planner:
                 self._emit(change)
         moved.unlink()
 
-    def _removals(
-        self, valid: pl.DataFrame, invalid: pl.DataFrame, remote: RemoteIndex, report: SyncReport
-    ) -> None:
+    def _removals(self, invalid: pl.DataFrame, remote: RemoteIndex, report: SyncReport) -> None:
         """Mirror mode: export rows no local row names (valid or not), in export order."""
         if self._settings.mode != "mirror":
             return
@@ -411,14 +423,12 @@ class Planner:
         named = invalid.filter(pl.col("key").is_not_null()).with_columns(
             kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
         )
-        protected = named.join(_index_rows(remote, named, "kc", "r"), on="kh").filter(
-            pl.col("kc") == pl.col("kc_right")
-        )
-        seen = pl.concat([valid.get_column("r").drop_nulls(), protected.get_column("r")])
-        # r numbers the index rows 0..n-1 in export order: mark the seen ones by position.
-        marks = pl.repeat(False, remote.frame.height, eager=True).scatter(seen.rechunk(), True)
-        unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("r")))
-        unseen = _with_export_keys(remote, unseen.select("line", "lock", "r")).sort("r")
+        matched = _index_rows(remote, named, "kc", "line").rename({"line": "r"})
+        protected = named.join(matched, on="kh").filter(pl.col("kc") == pl.col("kc_right"))
+        marks = self._named.scatter(protected.get_column("r"), True)
+        unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("line")))
+        unseen = unseen.select("line", "lock")
+        unseen = _with_export_keys(remote, unseen).sort("line")
         summary = report.plan
         shown = self._plan.removal_keys
         for key, code in unseen.select("key", "lock").iter_rows():
@@ -480,6 +490,13 @@ def _with_export_keys(remote: RemoteIndex, rows: pl.DataFrame) -> pl.DataFrame:
     return rows.join(keys, on="line", how="left", maintain_order="left")
 
 
+def _marks(remote: RemoteIndex) -> pl.Series:
+    """False for every export line that an index row can have."""
+    lines = remote.frame.get_column("line")
+    size = 0 if lines.is_empty() else int(lines.max()) + 1  # type: ignore[arg-type]
+    return pl.repeat(False, size, eager=True, dtype=pl.Boolean)
+
+
 def _lookup(index: pl.DataFrame, hashes: pl.Series) -> pl.DataFrame:
     """The index rows whose ``kh`` equals each hash (all null where none does).
 
@@ -514,6 +531,7 @@ _VALID = pl.Schema(
         "r_lock": pl.UInt16,
         "skipped": pl.Boolean,
         "written": pl.Boolean,
+        "first": pl.Boolean,
     }
 )
 _INVALID = pl.Schema({"line": pl.UInt32, "field": pl.String, "reason": pl.String, "key": pl.String})

@@ -34,12 +34,13 @@ class LockRule:
 
 @dataclass(frozen=True, kw_only=True)
 class RemoteIndex:
-    """One row per remote key, sorted by ``kh``; ``r`` numbers rows in export order.
+    """One row per remote key, sorted by ``kh``; ``line`` (the export line) names a row
+    and orders rows as the export does.
 
     ``frame`` has ``kh`` (the key's 64-bit hash: joins on it are several times faster
     than on strings), ``kc`` (a second, independent hash that confirms every match),
     ``digest``, ``a{i}`` (additive set ids), ``lock`` (index into ``reasons``; 0 is "not
-    locked"), ``line`` and ``r``; the key strings themselves wait on disk in ``keys``,
+    locked") and ``line``; the key strings themselves wait on disk in ``keys``,
     by line. ``keyless`` holds the lines of rows without a key; ``repeats`` the ``kh, kc,
     line`` of rows whose key came earlier.
     """
@@ -199,25 +200,43 @@ def _finish(
     }
     frame = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=schema)
     parts.clear()  # the concatenation holds the blocks' chunks; nothing else should
-    # One chunk per block: random access (the sort's gathers) into a hundred chunks
-    # costs a search per element, so each column is made contiguous before it is used.
-    first = frame.get_column("kh").rechunk().is_first_distinct()
-    repeats = frame.filter(~first).select("kh", "kc", "line")
-    if not repeats.is_empty():
-        frame = frame.filter(first)
-        check_same_keys(repeats, frame.select("kh", first_kc="kc"))
     # Kept sorted by key hash, so each local block finds its rows by binary search.
     # Sorted one column at a time, each unsorted column let go as soon as it is
-    # gathered: the sort never holds two copies of the whole index.
-    order = frame.get_column("kh").rechunk().arg_sort()
+    # gathered: the sort never holds two copies of the whole index. (One chunk per
+    # block: random access into a hundred chunks costs a search per element, so each
+    # column is made contiguous before it is gathered.)
+    hashes = frame.get_column("kh").rechunk()
+    order = hashes.arg_sort()
+    ordered_hashes = hashes.gather(order)
+    # A key met again sorts next to its first row: no hash table over the whole index.
+    first = ordered_hashes.ne_missing(ordered_hashes.shift(1))
+    del hashes, ordered_hashes
+    repeated = not first.all()
+    if repeated:
+        # Rare: then sort by (hash, export position) so that the first row of each run
+        # is the one met first in the export, whatever the sort does with ties.
+        at = pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True).alias("at")
+        order = pl.DataFrame([frame.get_column("kh").rechunk(), at]).sort("kh", "at")["at"]
     columns: dict[str, pl.Series] = {name: frame.get_column(name) for name in frame.columns}
     del frame
-    ordered = []
-    for name in list(columns):
-        ordered.append(columns.pop(name).rechunk().gather(order))
-    ordered.append(order.alias("r"))
-    frame = pl.DataFrame(ordered).set_sorted("kh")
+    ordered = [columns.pop(name).rechunk().gather(order) for name in list(columns)]
+    frame = pl.DataFrame(ordered)
+    repeats = pl.DataFrame(schema={"kh": pl.UInt64, "kc": pl.UInt64, "line": pl.UInt32})
+    if repeated:
+        marked = frame.with_columns(first=first)
+        repeats = marked.filter(~pl.col("first")).select("kh", "kc", "line")
+        frame = marked.filter("first").drop("first")
+        check_same_keys(
+            repeats,
+            frame.filter(pl.col("kh").is_in(repeats.get_column("kh").implode())).select(
+                "kh", first_kc="kc"
+            ),
+        )
     lines = pl.concat(keyless) if keyless else pl.Series("line", [], dtype=pl.UInt32)
     return RemoteIndex(
-        frame=frame.rechunk(), reasons=tuple(reasons), keyless=lines, repeats=repeats, keys=keys
+        frame=frame.set_sorted("kh"),
+        reasons=tuple(reasons),
+        keyless=lines,
+        repeats=repeats,
+        keys=keys,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._blocks import NotColumnar
+from ._compact import compact
 
 __all__ = ["SetRegistry"]
 
@@ -43,7 +44,9 @@ class SetRegistry:
             numbered = fresh.select(
                 "sh", id=pl.int_range(start, start + fresh.height, dtype=pl.UInt32)
             )
-            self._items = pl.concat([self._items, fresh.get_column("items")])
+            # Copied out: the sets would otherwise keep the text of the block they came from.
+            items = compact(fresh.select("items")).get_column("items")
+            self._items = pl.concat([self._items, items])
             self._by_hash = pl.concat([self._by_hash, numbered])
         mapped = frame.join(self._by_hash, on="sh", how="left", maintain_order="left")
         return mapped.get_column("id").alias(lists.name)
