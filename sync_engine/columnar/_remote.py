@@ -38,7 +38,7 @@ class RemoteIndex:
     and orders rows as the export does.
 
     ``frame`` has ``kh`` (the key's 64-bit hash: joins on it are several times faster
-    than on strings), ``kc`` (a second, independent hash that confirms every match),
+    than on strings), ``kc`` (32 bits of a second, independent hash that confirms every match),
     ``digest``, ``a{i}`` (additive set ids), ``lock`` (index into ``reasons``; 0 is "not
     locked") and ``line``; the key strings themselves wait on disk in ``keys``,
     by line. ``keyless`` holds the lines of rows without a key; ``repeats`` the ``kh, kc,
@@ -193,7 +193,7 @@ def _finish(
     schema = {
         "digest": pl.UInt64,
         "kh": pl.UInt64,
-        "kc": pl.UInt64,
+        "kc": pl.UInt32,
         **{shape.additive_name(i): pl.UInt32 for i in shape.additive},
         "lock": pl.UInt16,
         "line": pl.UInt32,
@@ -221,7 +221,7 @@ def _finish(
     del frame
     ordered = [columns.pop(name).rechunk().gather(order) for name in list(columns)]
     frame = pl.DataFrame(ordered)
-    repeats = pl.DataFrame(schema={"kh": pl.UInt64, "kc": pl.UInt64, "line": pl.UInt32})
+    repeats = pl.DataFrame(schema={"kh": pl.UInt64, "kc": pl.UInt32, "line": pl.UInt32})
     if repeated:
         marked = frame.with_columns(first=first)
         repeats = marked.filter(~pl.col("first")).select("kh", "kc", "line")

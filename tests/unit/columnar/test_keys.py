@@ -35,10 +35,10 @@ def test_one_index_hash_for_two_keys_hands_the_plan_to_the_row_path() -> None:
     from sync_engine.columnar._remote import check_same_keys
 
     firsts = pl.DataFrame(
-        {"kh": [5], "first_kc": [10]}, schema={"kh": pl.UInt64, "first_kc": pl.UInt64}
+        {"kh": [5], "first_kc": [10]}, schema={"kh": pl.UInt64, "first_kc": pl.UInt32}
     )
-    same = pl.DataFrame({"kh": [5], "kc": [10]}, schema={"kh": pl.UInt64, "kc": pl.UInt64})
+    same = pl.DataFrame({"kh": [5], "kc": [10]}, schema={"kh": pl.UInt64, "kc": pl.UInt32})
     check_same_keys(same, firsts)
-    other = pl.DataFrame({"kh": [5], "kc": [11]}, schema={"kh": pl.UInt64, "kc": pl.UInt64})
+    other = pl.DataFrame({"kh": [5], "kc": [11]}, schema={"kh": pl.UInt64, "kc": pl.UInt32})
     with pytest.raises(NotColumnar, match="share a 64-bit hash"):
         check_same_keys(other, firsts)
