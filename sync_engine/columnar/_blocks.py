@@ -4,9 +4,10 @@ The row reader (``tabular``) turns every oddity into a precise ``RowProblem``; p
 reader is ~50x faster but resolves some oddities differently (a short row becomes empty
 cells, a blank line a row of nulls, a quoted line break shifts line numbers). So a file
 is read here only while each block proves it holds none of them: polars must parse it
-(it refuses unbalanced quotes, stray quotes, extra cells and bad UTF-8), no cell may
-hold a line break, the delimiters must add up to exactly one record per line, and there
-must be no NUL byte. Any doubt raises ``NotColumnar`` and the caller goes back to the
+(it refuses unbalanced quotes, stray quotes, extra cells and bad UTF-8), the block must
+have exactly one record per line (so no quoted line break), every record whose last cell
+is missing must still have all its delimiters, and there must be no NUL byte nor a bare
+carriage return. Any doubt raises ``NotColumnar`` and the caller goes back to the
 row reader, which then reports the oddity as it always has. A file is read block by
 block (``BLOCK_BYTES``), never whole, so memory stays flat in the file's size.
 """
@@ -121,37 +122,69 @@ def _parse(chunk: bytes, schema: dict[str, type[pl.String]], delimiter: str) -> 
 
 
 def _check(chunk: bytes, frame: pl.DataFrame, delimiter: str) -> None:
-    """Prove that every record of the block sat on exactly one line with every cell."""
+    """Prove that every record of the block sat on exactly one line with every cell.
+
+    The counting is polars' (off the GIL, while the planner works): counting with
+    ``bytes.count`` holds the GIL, and looking into every cell costs ~14 ms a block.
+    """
     columns = frame.columns
-    if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
-        raise NotColumnar("a bare carriage return")
-    # A record takes two lines only through a quoted line break, which polars keeps in
-    # the cell (a blank line it reads as a row of nulls, caught below). Looking into the
-    # cells runs in polars, off the GIL; counting the chunk's lines with bytes.count took
-    # less CPU but held the GIL ~5 ms a block while the planner thread waited for it: a
-    # 1M plan took 3.2-3.3 s that way, 2.8-2.9 s this way.
-    if b'"' in chunk and _any_cell_holds(frame, "\n"):
-        raise NotColumnar("a record spans several lines")
-    last = columns[-1]
-    if frame.get_column(last).null_count() == 0:
-        return  # a short row or a blank line would leave the last cell missing (null)
+    lines: pl.Series | None = None
+    if b"\r" in chunk:
+        lines = _lines(chunk)  # "\r\n" endings trimmed: a "\r" left is a bare one
+        if lines.str.contains("\r", literal=True).any():
+            raise NotColumnar("a bare carriage return")
+    last = frame.get_column(columns[-1])
+    if last.null_count() == 0:
+        # A short row or a blank line would leave the last cell missing (null), so only
+        # a quoted line break could still put a record on two lines.
+        if b'"' in chunk:
+            count = _line_count(chunk) if lines is None else lines.len()
+            if count != frame.height:
+                raise NotColumnar("a record spans several lines")
+        return
     if len(columns) == 1:
         raise NotColumnar("a blank line (or an empty one-column record)")
-    inside = frame.select(
-        pl.sum_horizontal(
-            pl.col(c).str.count_matches(delimiter, literal=True).sum() for c in columns
-        )
-    ).item()
-    expected = frame.height * (len(columns) - 1) + int(inside or 0)
-    if chunk.count(delimiter.encode()) != expected:
+    if lines is None:
+        lines = _lines(chunk)
+    if lines.len() != frame.height:
+        raise NotColumnar("a record spans several lines")
+    # Each record is its line. One whose last cell is missing is whole only if the line
+    # has every delimiter: those between cells, plus those inside quoted cells (so only
+    # lines with a quote need their cells counted too).
+    short = last.is_null()
+    suspects = lines.filter(short)
+    found = suspects.str.count_matches(delimiter, literal=True).fill_null(0)
+    quoted = suspects.str.contains('"', literal=True).fill_null(False)
+    between = len(columns) - 1
+    if not (found.filter(~quoted) == between).all():
         raise NotColumnar("a record with too few cells, or a blank line")
+    if quoted.any():
+        cells = frame.filter(short).filter(quoted)
+        inside = cells.select(
+            pl.sum_horizontal(
+                pl.col(c).str.count_matches(delimiter, literal=True).fill_null(0) for c in columns
+            )
+        ).to_series()
+        if not (found.filter(quoted) == inside + between).all():
+            raise NotColumnar("a record with too few cells")
 
 
-def _any_cell_holds(frame: pl.DataFrame, text: str) -> bool:
-    found = frame.select(
-        pl.any_horizontal(pl.col(c).str.contains(text, literal=True).any() for c in frame.columns)
-    ).item()
-    return bool(found)
+# Lines are split on "\n" alone, with no quoting and a separator (NUL) that no block
+# holds (_parse refuses it): each physical line is one cell, "\r\n" endings trimmed.
+_NUL = "\x00"
+
+
+def _line_count(chunk: bytes) -> int:
+    """The chunk's physical lines (the last may lack its "\n"), counted by polars."""
+    lines = pl.scan_csv(chunk, has_header=False, quote_char=None, separator=_NUL)
+    return int(lines.select(pl.len()).collect().item())
+
+
+def _lines(chunk: bytes) -> pl.Series:
+    """The chunk's physical lines as strings (null for an empty line)."""
+    return pl.read_csv(
+        chunk, has_header=False, quote_char=None, separator=_NUL, schema={"line": pl.String}
+    ).get_column("line")
 
 
 def _readline(stream: IO[bytes]) -> bytes:

@@ -46,11 +46,27 @@ def test_a_well_formed_file_reads_like_the_row_reader(tmp_path: Path, block_byte
     assert rows_by_blocks(path, block_bytes) == rows_by_reader(path)
 
 
+@pytest.mark.parametrize("block_bytes", [8, 1 << 20])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_empty_last_cells_and_quoted_delimiters_are_read_column_wise(
+    tmp_path: Path, block_bytes: int, ending: bytes
+) -> None:
+    """Rows whose last cell is empty (bare or quoted) are whole rows, not short ones."""
+    path = tmp_path / "c.csv"
+    rows = [b"email,name,tags", b'a@x.com,"x,y",', b'b@x.com,,""', b"c@x.com,C,", b'd@x.com,"",t']
+    path.write_bytes(ending.join(rows))  # the last line has no line break
+    assert rows_by_blocks(path, block_bytes) == rows_by_reader(path)
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [
         (b'email,name\na@x.com,"two\nlines"\n', "a record over two lines"),
         (b"email,name\na@x.com\n", "a short row"),
+        (b"email,name,city\na@x.com,\n", "a short row ending in a delimiter"),
+        (b'email,name,city\na@x.com,"x,y"\n', "a short row with a delimiter in a quoted cell"),
+        (b'email,name\n"a\nb@x.com",A\n', "a line break in a quoted cell, no empty last cell"),
+        (b'email,name\na@x.com,"A"\n\nb@x.com,B\n', "a blank line among quoted cells"),
         (b"email,name\na@x.com,A\n\nb@x.com,B\n", "a blank line"),
         (b"email,name\na@x.com,A\x00\n", "a NUL byte"),
         (b"email,name\na@x.com,\xff\n", "bytes that are not UTF-8"),
