@@ -46,12 +46,14 @@ class LocalColumns:
                 raise NotColumnar(f"mapped column {column!r} is not in the header")
             self._positions.append(position)
 
-    def frame(self, block: Block) -> pl.DataFrame:
-        shape, builder = self.shape, self._builder
-        raw = block.frame
-        list_id = builder.implicit_list_id
+    def _columns(self, block: Block, *, sets: bool) -> list[Column]:
+        """The raw cells of the set fields (``sets``) or of the scalar ones."""
+        shape, raw = self.shape, block.frame
+        list_id = self._builder.implicit_list_id
         columns: list[Column] = []
         for index, (name, kind) in enumerate(zip(shape.fields, shape.kinds, strict=True)):
+            if (kind in SET_KINDS) != sets:
+                continue
             position = self._positions[index]
             cells = (
                 raw.get_column(f"c{position}").fill_null("")
@@ -60,6 +62,25 @@ class LocalColumns:
             )
             extra = list_id if name in _LIST_FIELDS and kind in SET_KINDS else None
             columns.append(Column(shape.value(index), cells, kind, extra))
+        return columns
+
+    def sets(self, block: Block) -> pl.DataFrame:
+        """The block's tag and id lists, normalised (with their ``:error`` and ``:added``
+        columns): the same whichever rows ``frame`` trusts, so worked out once a block."""
+        return self._normaliser.strict(self._columns(block, sets=True))
+
+    def frame(
+        self, block: Block, sets: pl.DataFrame, trusted: pl.Series | None = None
+    ) -> pl.DataFrame:
+        """The block's rows; ``sets`` from ``sets(block)``. Scalar cells of ``trusted``
+        rows are taken as their own canonical form (see ``ColumnNormaliser.strict``)."""
+        shape, builder = self.shape, self._builder
+        raw = block.frame
+        scalars = self._columns(block, sets=False)
+        parts = [self._normaliser.strict(scalars, trusted=trusted)] if scalars else []
+        if sets.width:
+            parts.append(sets)
+        values = pl.concat(parts, how="horizontal")
         mapped = [i for i, position in enumerate(self._positions) if position is not None]
         errors = [pl.col(f"{shape.value(i)}:error") for i in mapped]
         fields = [
@@ -68,7 +89,7 @@ class LocalColumns:
             )
             for i in mapped
         ]
-        frame = self._normaliser.strict(columns).with_columns(
+        frame = values.with_columns(
             line=pl.int_range(block.first_line, block.first_line + raw.height, dtype=pl.UInt32),
             reason=pl.coalesce(errors) if errors else pl.lit(None, dtype=pl.String),
             field=pl.coalesce(fields) if fields else pl.lit(None, dtype=pl.String),

@@ -166,42 +166,56 @@ class ColumnNormaliser:
     def __init__(self, normaliser: Normaliser, registry: SetRegistry) -> None:
         self._normaliser = normaliser
         self.registry = registry
+        # The result for a list column the file lacks, by column and way of normalising.
+        self._missing: dict[tuple[str, FieldKind, str | None, Slow], list[pl.Series]] = {}
 
-    def strict(self, columns: Sequence[Column]) -> pl.DataFrame:
+    def strict(
+        self, columns: Sequence[Column], *, trusted: pl.Series | None = None
+    ) -> pl.DataFrame:
         """The local side: ``name`` and ``name:error`` (null where the value is fine).
 
-        An invalid value becomes "" (as ``ContactBuilder.local`` keeps it).
+        An invalid value becomes "" (as ``ContactBuilder.local`` keeps it). ``trusted``
+        marks rows whose scalar cells are already known to be their own canonical form
+        (the plan matched them to the provider's canonical values): they are kept as they
+        are, without a test, and only the other rows are tested and normalised.
         """
-        value_of = self._normaliser.value
+        return self._run(columns, self._strict_value, trusted=trusted)[0]
 
-        def slow(kind: FieldKind, text: str) -> SlowResult:
-            try:
-                return _as_column(value_of(kind, text)), None
-            except InvalidValueError as error:
-                return "" if kind not in SET_KINDS else [], str(error)
-
-        return self._run(columns, slow)
-
-    def lenient(self, columns: Sequence[Column]) -> pl.DataFrame:
+    def lenient(self, columns: Sequence[Column], *, canonical: str | None = None) -> pl.DataFrame:
         """The remote side: an invalid value keeps its trimmed text (as
         ``ContactBuilder.remote`` does); an invalid set is null, which compares equal to
-        nothing and counts as an empty set where sets are compared additively."""
-        value_of = self._normaliser.value
+        nothing and counts as an empty set where sets are compared additively.
 
-        def slow(kind: FieldKind, text: str) -> SlowResult:
-            try:
-                return _as_column(value_of(kind, text)), None
-            except InvalidValueError:
-                if kind in SET_KINDS:
-                    return None, None
-                kept = normalise_text(text)
-                return (kept.lower() if kind is FieldKind.EMAIL else kept), None
+        With ``canonical``, also a Boolean column of that name: true where every scalar
+        cell of the row was its own canonical form as it stood.
+        """
+        values, as_is = self._run(columns, self._lenient_value)
+        values = values.select([column.name for column in columns])
+        return values if canonical is None else values.with_columns(as_is.alias(canonical))
 
-        return self._run(columns, slow).select([column.name for column in columns])
+    def _strict_value(self, kind: FieldKind, text: str) -> SlowResult:
+        try:
+            return _as_column(self._normaliser.value(kind, text)), None
+        except InvalidValueError as error:
+            return "" if kind not in SET_KINDS else [], str(error)
 
-    def _run(self, columns: Sequence[Column], slow: Slow) -> pl.DataFrame:
+    def _lenient_value(self, kind: FieldKind, text: str) -> SlowResult:
+        try:
+            return _as_column(self._normaliser.value(kind, text)), None
+        except InvalidValueError:
+            if kind in SET_KINDS:
+                return None, None
+            kept = normalise_text(text)
+            return (kept.lower() if kind is FieldKind.EMAIL else kept), None
+
+    def _run(
+        self, columns: Sequence[Column], slow: Slow, *, trusted: pl.Series | None = None
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """The normalised columns, and per row whether all its scalar cells were canonical."""
         scalars = [c for c in columns if c.kind not in SET_KINDS]
+        height = columns[0].raw.len() if columns else 0
         result: list[pl.Series] = []
+        as_is = pl.repeat(True, height, dtype=pl.Boolean, eager=True)
         if scalars:
             # One pass over every scalar column at once: polars spreads them over cores.
             frame = pl.DataFrame(
@@ -210,7 +224,8 @@ class ColumnNormaliser:
                     for c in scalars
                 ]
             )
-            fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
+            fine = _fine(frame, scalars, trusted)
+            as_is = fine.select(pl.all_horizontal(pl.all())).to_series()
             for column in scalars:
                 result.extend(
                     _resolve_scalar(
@@ -224,10 +239,22 @@ class ColumnNormaliser:
             if column.kind in SET_KINDS:
                 result.extend(self._resolve_set(column, slow))
         order = {c.name: i for i, c in enumerate(columns)}
-        return pl.DataFrame(sorted(result, key=lambda s: order[s.name.split(":")[0]]))
+        values = pl.DataFrame(sorted(result, key=lambda s: order[s.name.split(":")[0]]))
+        return values, as_is
 
     def _resolve_set(self, column: Column, slow: Slow) -> list[pl.Series]:
-        """Tag and id lists repeat a lot: each distinct cell is normalised once."""
+        """Tag and id lists repeat a lot: each distinct cell is normalised once, and a
+        column the file lacks (all null) once a plan: it costs ~30 polars calls."""
+        height = column.raw.len()
+        if height and column.raw.null_count() == height:
+            key = (column.name, column.kind, column.extra, slow)
+            if key not in self._missing:
+                one = Column(column.name, column.raw.head(1), column.kind, column.extra)
+                self._missing[key] = self._resolve_cells(one, slow)
+            return [cells.new_from_index(0, height) for cells in self._missing[key]]
+        return self._resolve_cells(column, slow)
+
+    def _resolve_cells(self, column: Column, slow: Slow) -> list[pl.Series]:
         name = column.name
         table = column.raw.alias("raw").unique().to_frame()
         for stage in _set_stages(column.kind):
@@ -255,6 +282,22 @@ class ColumnNormaliser:
             .join(table, on="raw", how="left", maintain_order="left", nulls_equal=True)
         )
         return [joined.get_column(c) for c in joined.columns if c != "raw"]
+
+
+def _fine(
+    frame: pl.DataFrame, scalars: Sequence[Column], trusted: pl.Series | None
+) -> pl.DataFrame:
+    """Per scalar column, whether each cell is its own canonical form: tested, except in
+    ``trusted`` rows (the tests are most of the cost of normalising)."""
+    if trusted is None:
+        return frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
+    rows = (~trusted).arg_true()
+    if rows.is_empty():
+        return pl.DataFrame([trusted.alias(c.name) for c in scalars])
+    tested = frame[rows].select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
+    return pl.DataFrame(
+        [trusted.clone().scatter(rows, tested.get_column(c.name)).alias(c.name) for c in scalars]
+    )
 
 
 def _resolve_scalar(

@@ -29,7 +29,7 @@ from sync_engine.providers.base import RemoteSnapshot
 from sync_engine.records import RowOrigin
 from sync_engine.report import Problem, SyncReport
 
-from ._blocks import CsvLayout, NotColumnar
+from ._blocks import Block, CsvLayout, NotColumnar
 from ._compact import compact
 from ._keys import KeyStore, key_check
 from ._local import LocalColumns
@@ -100,6 +100,11 @@ class Planner:
         self._sets = tuple(kind in SET_KINDS for kind in self.shape.kinds)
         self._plan = ColumnarPlan(spool=spool)
         self._named = pl.Series(dtype=pl.Boolean)  # see _local_pass
+        # Rows are matched as they stand first (see _judge) only if every scalar field is
+        # compared exactly: the digest then proves a row equal to the provider's.
+        self._trial = all(
+            i in self.shape.exact for i, is_set in enumerate(self._sets) if not is_set
+        )
 
     def run(self, report: SyncReport) -> ColumnarPlan:
         """Plan, then fill the report; raises NotColumnar before touching the report."""
@@ -173,6 +178,7 @@ class Planner:
                 for i in shape.additive
             ),
             pl.col("lock").alias("r_lock"),
+            pl.col("clean").alias("r_clean"),
             pl.col("line").alias("r"),  # the export line of the matched contact
         ).set_sorted("kh")
         verdict, skipped = self._verdict(), self._skipped()
@@ -185,16 +191,10 @@ class Planner:
         rows = 0
         for block in self._local.blocks():
             self._checkpoint()
-            frame = columns.frame(block)
-            rows += frame.height
-            ok = frame.get_column("reason").is_null()
-            invalid.append(compact(frame.select("line", "field", "reason", "key").filter(~ok)))
-            # Every row is judged (an invalid one just never counts): filtering the wide
-            # block first would copy all of its text.
-            judged = frame.with_columns(
-                digest=shape.digest(), kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
-            )
-            judged = judged.hstack(_lookup(lookup, judged.get_column("kh")))
+            judged = self._judge(columns, block, lookup)
+            rows += judged.height
+            ok = judged.get_column("reason").is_null()
+            invalid.append(compact(judged.select("line", "field", "reason", "key").filter(~ok)))
             if (judged.get_column("r_kc") != judged.get_column("kc")).any():
                 raise NotColumnar("two different keys share a 64-bit hash")
             judged = judged.with_columns(
@@ -229,6 +229,47 @@ class Planner:
             _concat(invalid, _INVALID),
             rows,
         )
+
+    def _judge(self, columns: LocalColumns, block: Block, lookup: pl.DataFrame) -> pl.DataFrame:
+        """The block's rows normalised, hashed and matched to the index (``r_*``).
+
+        Most rows of a nightly file hold the provider's own values, and normalising is
+        most of the cost of a row, so rows are first matched as they stand, as if every
+        scalar cell were canonical. A row whose key and exactly compared values then
+        equal those of an index row that was canonical as it stood has canonical cells
+        itself: normalising it would change nothing (a canonical cell is kept as it is).
+        Only the other rows are normalised and matched again.
+        """
+        sets = columns.sets(block)
+        if not self._trial:
+            return self._matched(columns.frame(block, sets), lookup)
+        everything = pl.repeat(True, block.frame.height, dtype=pl.Boolean, eager=True)
+        trial = self._matched(columns.frame(block, sets, trusted=everything), lookup)
+        trusted = trial.select(
+            (
+                pl.col("r_clean")
+                & (pl.col("r_kc") == pl.col("kc"))
+                & (pl.col("r_digest") == pl.col("digest"))
+                & pl.col("reason").is_null()
+            ).fill_null(False)
+        ).to_series()
+        if trusted.all():
+            return trial
+        rows = (~trusted).arg_true()
+        frame = self._hashed(columns.frame(block, sets, trusted=trusted))
+        found = _lookup(lookup, frame.get_column("kh").gather(rows))
+        return frame.hstack(
+            [trial.get_column(name).scatter(rows, found.get_column(name)) for name in found.columns]
+        )
+
+    def _hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            digest=self.shape.digest(), kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
+        )
+
+    def _matched(self, frame: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
+        hashed = self._hashed(frame)
+        return hashed.hstack(_lookup(lookup, hashed.get_column("kh")))
 
     def _write(self, changes: pl.DataFrame) -> None:
         """Spool a block's changes in line order: encoded by column in one go (a first

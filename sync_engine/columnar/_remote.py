@@ -38,11 +38,12 @@ class RemoteIndex:
     and orders rows as the export does.
 
     ``frame`` has ``kh`` (the key's 64-bit hash: joins on it are several times faster
-    than on strings), ``kc`` (32 bits of a second, independent hash that confirms every match),
-    ``digest``, ``a{i}`` (additive set ids), ``lock`` (index into ``reasons``; 0 is "not
-    locked") and ``line``; the key strings themselves wait on disk in ``keys``,
-    by line. ``keyless`` holds the lines of rows without a key; ``repeats`` the ``kh, kc,
-    line`` of rows whose key came earlier.
+    than on strings), ``kc`` (32 bits of a second, independent hash that confirms every
+    match), ``digest``, ``a{i}`` (additive set ids), ``clean`` (every scalar cell of the
+    row was its own canonical form: a local row equal to it needs no normalising),
+    ``lock`` (index into ``reasons``; 0 is "not locked") and ``line``; the key strings
+    themselves wait on disk in ``keys``, by line. ``keyless`` holds the lines of rows
+    without a key; ``repeats`` the ``kh, kc, line`` of rows whose key came earlier.
     """
 
     frame: pl.DataFrame
@@ -160,7 +161,8 @@ def index_remote(
             [
                 Column(shape.value(i), _raw(frame, layout, name), kind)
                 for i, (name, kind) in enumerate(zip(shape.fields, shape.kinds, strict=True))
-            ]
+            ],
+            canonical="clean",
         )
         indexed = values.select(
             key=shape.key(),
@@ -170,6 +172,7 @@ def index_remote(
                 shape.additive_name(i): pl.col(shape.value(i)).fill_null(empty)
                 for i in shape.additive
             },
+            clean=pl.col("clean"),
         ).with_columns(
             lock=locks.codes(frame, layout),
             line=pl.int_range(block.first_line, block.first_line + frame.height, dtype=pl.UInt32),
@@ -195,6 +198,7 @@ def _finish(
         "kh": pl.UInt64,
         "kc": pl.UInt32,
         **{shape.additive_name(i): pl.UInt32 for i in shape.additive},
+        "clean": pl.Boolean,
         "lock": pl.UInt16,
         "line": pl.UInt32,
     }

@@ -104,6 +104,41 @@ def test_sets_become_the_same_id_however_written() -> None:
     assert ids[0] == ids[1] == ids[2] != ids[3]
 
 
+def test_trusted_rows_are_kept_as_they_stand_and_only_the_others_normalised() -> None:
+    """The planner trusts a row only when it equals a canonical provider row; what it
+    trusts is not tested again (so a trusted odd cell shows it was left alone)."""
+    normaliser = ColumnNormaliser(Normaliser(), SetRegistry())
+    emails = pl.Series("e", [" Anna@Example.COM ", " Anna@Example.COM ", "not-an-email"])
+    texts = pl.Series("t", [" Anna ", " Anna ", "plain"])
+    columns = [Column("e", emails, FieldKind.EMAIL), Column("t", texts, FieldKind.TEXT)]
+    trusted = pl.Series([True, False, False])
+    frame = normaliser.strict(columns, trusted=trusted)
+    assert frame.get_column("e").to_list() == [" Anna@Example.COM ", "anna@example.com", ""]
+    assert frame.get_column("t").to_list() == [" Anna ", "Anna", "plain"]
+    assert frame.get_column("e:error").to_list()[:2] == [None, None]
+    assert frame.get_column("e:error")[2] is not None
+    everything = normaliser.strict(columns, trusted=pl.Series([True] * 3))
+    assert everything.get_column("e").to_list() == emails.to_list()
+    assert everything.get_column("e:error").null_count() == 3
+
+
+def test_lenient_says_which_rows_were_canonical_as_they_stood() -> None:
+    normaliser = ColumnNormaliser(Normaliser(), SetRegistry())
+    emails = pl.Series("e", ["anna@example.com", "Anna@example.com", "anna@example.com"])
+    tags = pl.Series("g", ["a,b", "a,b", " b ; a"])  # sets never make a row unclean
+    texts = pl.Series("t", ["Anna", "Anna", "Anna "])
+    frame = normaliser.lenient(
+        [
+            Column("e", emails, FieldKind.EMAIL),
+            Column("g", tags, FieldKind.TAGS),
+            Column("t", texts, FieldKind.TEXT),
+        ],
+        canonical="clean",
+    )
+    assert frame.get_column("clean").to_list() == [True, False, False]
+    assert frame.columns == ["e", "g", "t", "clean"]
+
+
 def test_python_space_list_is_complete() -> None:
     """The hard-coded list is exactly what str.isspace() accepts, all of Unicode."""
     assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == PYTHON_SPACES
