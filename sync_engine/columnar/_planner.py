@@ -122,8 +122,17 @@ class Planner:
             indexed = time.perf_counter()
             valid, unknown, invalid, rows = self._local_pass(remote)
             self._report_remote(remote, report)
-            self._resolve(valid, unknown, invalid, rows, remote, report)
-            self._removals(invalid, remote, report)
+            valid = _first_across_blocks(valid)
+            repeats = valid.filter(~pl.col("first"))
+            kept = valid.filter(pl.col("first") & (pl.col("verdict") == KEPT)).head(
+                max(0, self._settings.kept_cap - len(report.kept))
+            )
+            unseen = self._unseen(invalid, remote)
+            # The few export keys the report names, read back from disk in one pass.
+            wanted = pl.concat([repeats.get_column("r"), kept.get_column("r"), unseen["line"]])
+            names = remote.keys.keys(wanted.drop_nulls()).rename({"line": "r"})
+            self._resolve(valid, repeats, kept, names, unknown, invalid, rows, remote, report)
+            self._removals(unseen, names, report)
         finally:
             keys.close()
         self._spool.close()
@@ -256,10 +265,12 @@ class Planner:
         if trusted.all():
             return trial
         rows = (~trusted).arg_true()
-        frame = self._hashed(columns.frame(block, sets, trusted=trusted))
-        found = _lookup(lookup, frame.get_column("kh").gather(rows))
+        frame = columns.frame(block, sets, trusted=trusted)
+        # Hashed and looked up again: the rows that were not trusted, and only those.
+        again = self._hashed(frame[rows])
+        again = again.select("digest", "kh", "kc").hstack(_lookup(lookup, again.get_column("kh")))
         return frame.hstack(
-            [trial.get_column(name).scatter(rows, found.get_column(name)) for name in found.columns]
+            [trial.get_column(name).scatter(rows, again.get_column(name)) for name in again.columns]
         )
 
     def _hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -343,6 +354,9 @@ class Planner:
     def _resolve(
         self,
         valid: pl.DataFrame,
+        repeats: pl.DataFrame,
+        kept: pl.DataFrame,
+        names: pl.DataFrame,
         unknown: pl.DataFrame,
         invalid: pl.DataFrame,
         rows: int,
@@ -350,15 +364,7 @@ class Planner:
         report: SyncReport,
     ) -> None:
         # No copy of the million verdicts: counts are filtered sums, and only the few
-        # repeated rows (and the first rows they repeat) are ever materialised. A key the
-        # index knows was told first or not in its block; keys new to the provider
-        # (few, but all of them on a first sync) are checked across blocks here.
-        fresh = valid.get_column("r").is_null().arg_true()
-        if not fresh.is_empty():
-            again = ~valid.get_column("kh").gather(fresh).is_first_distinct()
-            first = valid.get_column("first").scatter(fresh.filter(again), False)
-            valid = valid.with_columns(first=first)
-        repeats = valid.filter(~pl.col("first"))
+        # repeated rows (and the first rows they repeat) are ever materialised.
         if not repeats.is_empty():
             earlier = valid.filter(
                 pl.col("first") & pl.col("kh").is_in(repeats.get_column("kh").implode())
@@ -366,7 +372,7 @@ class Planner:
             repeats = repeats.join(earlier, on="kh", how="left", maintain_order="left")
         else:
             repeats = repeats.with_columns(first_line=pl.lit(None, dtype=pl.UInt32))
-        repeats = self._with_keys(repeats, unknown, remote)
+        repeats = self._with_keys(repeats, unknown, names)
         late = repeats.filter("written")
         if not late.is_empty():
             # Written before the block that saw the key first had been read: rare (a key
@@ -389,10 +395,7 @@ class Planner:
         summary.to_insert += counts["inserts"]
         summary.to_update += counts["updates"]
         summary.skipped_by_mode += counts["skipped"]
-        kept = valid.filter(once & (verdict == KEPT)).head(
-            max(0, self._settings.kept_cap - len(report.kept))
-        )
-        kept = kept.join(_keyed_rows(remote, kept), on="kh", maintain_order="left")
+        kept = kept.join(names, on="r", how="left", maintain_order="left")
         for key, code in kept.select("key", "r_lock").iter_rows():
             report.kept.append((key, remote.reasons[code] or "locked"))
         for problem in heapq.merge(
@@ -410,15 +413,14 @@ class Planner:
 
     @staticmethod
     def _with_keys(
-        repeats: pl.DataFrame, unknown: pl.DataFrame, remote: RemoteIndex
+        repeats: pl.DataFrame, unknown: pl.DataFrame, names: pl.DataFrame
     ) -> pl.DataFrame:
-        """Repeated rows with their key: the index's for a known key (the join already
-        checked it), else the row's own, checked against the first row's."""
+        """Repeated rows with their key: the export's for a known key (``names``, by the
+        matched export line ``r``; the lookup already checked it), else the row's own,
+        checked against the first row's."""
         if repeats.is_empty():
             return repeats.with_columns(key=pl.lit(None, dtype=pl.String))
-        known = repeats.filter(pl.col("r").is_not_null()).join(
-            _keyed_rows(remote, repeats), on="kh", how="left"
-        )
+        known = repeats.filter(pl.col("r").is_not_null()).join(names, on="r", how="left")
         fresh = (
             repeats.filter(pl.col("r").is_null())
             .join(unknown.select("line", "key"), on="line", how="left")
@@ -456,20 +458,25 @@ class Planner:
                 self._emit(change)
         moved.unlink()
 
-    def _removals(self, invalid: pl.DataFrame, remote: RemoteIndex, report: SyncReport) -> None:
-        """Mirror mode: export rows no local row names (valid or not), in export order."""
+    def _unseen(self, invalid: pl.DataFrame, remote: RemoteIndex) -> pl.DataFrame:
+        """Mirror mode: ``line, lock`` of the export rows no local row names (valid or
+        not), in export order; nothing in other modes."""
         if self._settings.mode != "mirror":
-            return
+            return pl.DataFrame(schema={"line": pl.UInt32, "lock": pl.UInt16})
         # Few invalid rows name a key; their keys protect remote contacts too.
         named = invalid.filter(pl.col("key").is_not_null()).with_columns(
             kh=pl.col("key").hash(), kc=key_check(pl.col("key"))
         )
-        matched = _index_rows(remote, named, "kc", "line").rename({"line": "r"})
+        wanted = named.get_column("kh").implode()
+        matched = remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", "kc", r="line")
         protected = named.join(matched, on="kh").filter(pl.col("kc") == pl.col("kc_right"))
         marks = self._named.scatter(protected.get_column("r"), True)
         unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("line")))
-        unseen = unseen.select("line", "lock")
-        unseen = _with_export_keys(remote, unseen).sort("line")
+        return unseen.select("line", "lock").sort("line")
+
+    def _removals(self, unseen: pl.DataFrame, names: pl.DataFrame, report: SyncReport) -> None:
+        """Mirror mode: a removal for each unseen export row (``names`` holds its key)."""
+        unseen = unseen.join(names, left_on="line", right_on="r", how="left", maintain_order="left")
         summary = report.plan
         shown = self._plan.removal_keys
         for key, code in unseen.select("key", "lock").iter_rows():
@@ -509,26 +516,15 @@ def encode_changes(rows: pl.DataFrame, fields: Sequence[str], source: str) -> by
     return buffer.getvalue()
 
 
-def _index_rows(remote: RemoteIndex, rows: pl.DataFrame, *extra: str) -> pl.DataFrame:
-    """``kh`` (and ``extra`` columns) of the index rows that ``rows`` name by hash.
-
-    For a few rows: scanning the index for their hashes beats a join, which would hash
-    the whole index first.
-    """
-    wanted = rows.get_column("kh").implode()
-    return remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", *extra)
-
-
-def _keyed_rows(remote: RemoteIndex, rows: pl.DataFrame) -> pl.DataFrame:
-    """``kh, key`` of the index rows that ``rows`` name by hash (keys read back by line)."""
-    found = _index_rows(remote, rows, "line")
-    return _with_export_keys(remote, found).select("kh", "key")
-
-
-def _with_export_keys(remote: RemoteIndex, rows: pl.DataFrame) -> pl.DataFrame:
-    """``rows`` (with the index's ``line``) plus each row's ``key``, read from the store."""
-    keys = remote.keys.keys(rows.get_column("line"))
-    return rows.join(keys, on="line", how="left", maintain_order="left")
+def _first_across_blocks(valid: pl.DataFrame) -> pl.DataFrame:
+    """``first`` corrected for keys new to the provider: a key the index knows was told
+    first or not in its block, but a new key (few, yet all of them on a first sync) may
+    have come in an earlier block too."""
+    fresh = valid.get_column("r").is_null().arg_true()
+    if fresh.is_empty():
+        return valid
+    again = ~valid.get_column("kh").gather(fresh).is_first_distinct()
+    return valid.with_columns(first=valid.get_column("first").scatter(fresh.filter(again), False))
 
 
 def _marks(remote: RemoteIndex) -> pl.Series:
