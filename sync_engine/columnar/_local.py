@@ -12,7 +12,7 @@ import polars as pl
 
 from sync_engine.contact import ContactBuilder
 
-from ._blocks import Block, CsvLayout, NotColumnar
+from ._blocks import CsvLayout, NotColumnar
 from ._normalise import SET_KINDS, Column, ColumnNormaliser
 from ._shape import Shape
 
@@ -46,9 +46,9 @@ class LocalColumns:
                 raise NotColumnar(f"mapped column {column!r} is not in the header")
             self._positions.append(position)
 
-    def _columns(self, block: Block, *, sets: bool) -> list[Column]:
+    def _columns(self, raw: pl.DataFrame, *, sets: bool) -> list[Column]:
         """The raw cells of the set fields (``sets``) or of the scalar ones."""
-        shape, raw = self.shape, block.frame
+        shape = self.shape
         list_id = self._builder.implicit_list_id
         columns: list[Column] = []
         for index, (name, kind) in enumerate(zip(shape.fields, shape.kinds, strict=True)):
@@ -64,19 +64,20 @@ class LocalColumns:
             columns.append(Column(shape.value(index), cells, kind, extra))
         return columns
 
-    def sets(self, block: Block) -> pl.DataFrame:
-        """The block's tag and id lists, normalised (with their ``:error`` and ``:added``
-        columns): the same whichever rows ``frame`` trusts, so worked out once a block."""
-        return self._normaliser.strict(self._columns(block, sets=True))
+    def sets(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """The tag and id lists of a block's records (``raw``, as in ``Block.frame``),
+        normalised (with their ``:error`` and ``:added`` columns): the same whether or
+        not ``frame`` trusts the scalars, so worked out once a block."""
+        return self._normaliser.strict(self._columns(raw, sets=True))
 
     def frame(
-        self, block: Block, sets: pl.DataFrame, trusted: pl.Series | None = None
+        self, raw: pl.DataFrame, sets: pl.DataFrame, lines: pl.Series, *, trusted: bool = False
     ) -> pl.DataFrame:
-        """The block's rows; ``sets`` from ``sets(block)``. Scalar cells of ``trusted``
-        rows are taken as their own canonical form (see ``ColumnNormaliser.strict``)."""
+        """Records (``raw``, some or all of a block's, at ``lines``), with ``sets`` from
+        ``sets(raw)``; ``trusted``: their scalar cells are known to be canonical (see
+        ``ColumnNormaliser.strict``)."""
         shape, builder = self.shape, self._builder
-        raw = block.frame
-        scalars = self._columns(block, sets=False)
+        scalars = self._columns(raw, sets=False)
         parts = [self._normaliser.strict(scalars, trusted=trusted)] if scalars else []
         if sets.width:
             parts.append(sets)
@@ -90,7 +91,7 @@ class LocalColumns:
             for i in mapped
         ]
         frame = values.with_columns(
-            line=pl.int_range(block.first_line, block.first_line + raw.height, dtype=pl.UInt32),
+            line=lines,
             reason=pl.coalesce(errors) if errors else pl.lit(None, dtype=pl.String),
             field=pl.coalesce(fields) if fields else pl.lit(None, dtype=pl.String),
             key=shape.key(),

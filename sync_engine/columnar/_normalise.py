@@ -169,15 +169,13 @@ class ColumnNormaliser:
         # The result for a list column the file lacks, by column and way of normalising.
         self._missing: dict[tuple[str, FieldKind, str | None, Slow], list[pl.Series]] = {}
 
-    def strict(
-        self, columns: Sequence[Column], *, trusted: pl.Series | None = None
-    ) -> pl.DataFrame:
+    def strict(self, columns: Sequence[Column], *, trusted: bool = False) -> pl.DataFrame:
         """The local side: ``name`` and ``name:error`` (null where the value is fine).
 
         An invalid value becomes "" (as ``ContactBuilder.local`` keeps it). ``trusted``
-        marks rows whose scalar cells are already known to be their own canonical form
-        (the plan matched them to the provider's canonical values): they are kept as they
-        are, without a test, and only the other rows are tested and normalised.
+        says the scalar cells are already known to be their own canonical form (the plan
+        matched them to the provider's canonical values): they are kept as they are,
+        without a test.
         """
         return self._run(columns, self._strict_value, trusted=trusted)[0]
 
@@ -209,7 +207,7 @@ class ColumnNormaliser:
             return (kept.lower() if kind is FieldKind.EMAIL else kept), None
 
     def _run(
-        self, columns: Sequence[Column], slow: Slow, *, trusted: pl.Series | None = None
+        self, columns: Sequence[Column], slow: Slow, *, trusted: bool = False
     ) -> tuple[pl.DataFrame, pl.Series]:
         """The normalised columns, and per row whether all its scalar cells were canonical."""
         scalars = [c for c in columns if c.kind not in SET_KINDS]
@@ -224,8 +222,15 @@ class ColumnNormaliser:
                     for c in scalars
                 ]
             )
-            fine = _fine(frame, scalars, trusted)
-            as_is = fine.select(pl.all_horizontal(pl.all())).to_series()
+            if trusted:
+                nothing = pl.repeat(None, height, dtype=pl.String, eager=True)
+                for column in scalars:
+                    error = nothing.alias(f"{column.name}:error")
+                    result.extend([frame.get_column(column.name), error])
+                scalars = []
+            fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
+            if scalars:
+                as_is = fine.select(pl.all_horizontal(pl.all())).to_series()
             for column in scalars:
                 result.extend(
                     _resolve_scalar(
@@ -282,22 +287,6 @@ class ColumnNormaliser:
             .join(table, on="raw", how="left", maintain_order="left", nulls_equal=True)
         )
         return [joined.get_column(c) for c in joined.columns if c != "raw"]
-
-
-def _fine(
-    frame: pl.DataFrame, scalars: Sequence[Column], trusted: pl.Series | None
-) -> pl.DataFrame:
-    """Per scalar column, whether each cell is its own canonical form: tested, except in
-    ``trusted`` rows (the tests are most of the cost of normalising)."""
-    if trusted is None:
-        return frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
-    rows = (~trusted).arg_true()
-    if rows.is_empty():
-        return pl.DataFrame([trusted.alias(c.name) for c in scalars])
-    tested = frame[rows].select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
-    return pl.DataFrame(
-        [trusted.clone().scatter(rows, tested.get_column(c.name)).alias(c.name) for c in scalars]
-    )
 
 
 def _resolve_scalar(

@@ -252,11 +252,12 @@ class Planner:
         itself: normalising it would change nothing (a canonical cell is kept as it is).
         Only the other rows are normalised and matched again.
         """
-        sets = columns.sets(block)
+        raw, first = block.frame, block.first_line
+        lines = pl.int_range(first, first + raw.height, dtype=pl.UInt32, eager=True)
+        sets = columns.sets(raw)
         if not self._trial:
-            return self._matched(columns.frame(block, sets), lookup)
-        everything = pl.repeat(True, block.frame.height, dtype=pl.Boolean, eager=True)
-        trial = self._matched(columns.frame(block, sets, trusted=everything), lookup)
+            return self._matched(columns.frame(raw, sets, lines), lookup)
+        trial = self._matched(columns.frame(raw, sets, lines, trusted=True), lookup)
         trusted = trial.select(
             (
                 pl.col("r_clean")
@@ -267,13 +268,12 @@ class Planner:
         ).to_series()
         if trusted.all():
             return trial
+        # The other rows, normalised and matched again on their own, then put back.
         rows = (~trusted).arg_true()
-        frame = columns.frame(block, sets, trusted=trusted)
-        # Hashed and looked up again: the rows that were not trusted, and only those.
-        again = self._hashed(frame[rows])
-        again = again.select("digest", "kh", "kc").hstack(_lookup(lookup, again.get_column("kh")))
-        return frame.hstack(
-            [trial.get_column(name).scatter(rows, again.get_column(name)) for name in again.columns]
+        again = columns.frame(raw[rows], sets[rows], lines.gather(rows))
+        again = self._matched(again, lookup)
+        return pl.DataFrame(
+            [trial.get_column(name).scatter(rows, again.get_column(name)) for name in trial.columns]
         )
 
     def _hashed(self, frame: pl.DataFrame) -> pl.DataFrame:

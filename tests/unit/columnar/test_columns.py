@@ -104,22 +104,20 @@ def test_sets_become_the_same_id_however_written() -> None:
     assert ids[0] == ids[1] == ids[2] != ids[3]
 
 
-def test_trusted_rows_are_kept_as_they_stand_and_only_the_others_normalised() -> None:
-    """The planner trusts a row only when it equals a canonical provider row; what it
+def test_trusted_cells_are_kept_as_they_stand() -> None:
+    """The planner trusts rows only when they equal canonical provider rows; what it
     trusts is not tested again (so a trusted odd cell shows it was left alone)."""
     normaliser = ColumnNormaliser(Normaliser(), SetRegistry())
-    emails = pl.Series("e", [" Anna@Example.COM ", " Anna@Example.COM ", "not-an-email"])
-    texts = pl.Series("t", [" Anna ", " Anna ", "plain"])
-    columns = [Column("e", emails, FieldKind.EMAIL), Column("t", texts, FieldKind.TEXT)]
-    trusted = pl.Series([True, False, False])
-    frame = normaliser.strict(columns, trusted=trusted)
-    assert frame.get_column("e").to_list() == [" Anna@Example.COM ", "anna@example.com", ""]
-    assert frame.get_column("t").to_list() == [" Anna ", "Anna", "plain"]
-    assert frame.get_column("e:error").to_list()[:2] == [None, None]
-    assert frame.get_column("e:error")[2] is not None
-    everything = normaliser.strict(columns, trusted=pl.Series([True] * 3))
-    assert everything.get_column("e").to_list() == emails.to_list()
-    assert everything.get_column("e:error").null_count() == 3
+    emails = pl.Series("e", [" Anna@Example.COM ", "not-an-email"])
+    tags = pl.Series("g", [" b ; a", "a,b"])  # lists are normalised all the same
+    columns = [Column("e", emails, FieldKind.EMAIL), Column("g", tags, FieldKind.TAGS)]
+    trusted = normaliser.strict(columns, trusted=True)
+    assert trusted.get_column("e").to_list() == emails.to_list()
+    assert trusted.get_column("e:error").null_count() == 2
+    assert trusted.get_column("g").n_unique() == 1
+    tested = normaliser.strict(columns)
+    assert tested.get_column("e").to_list() == ["anna@example.com", ""]
+    assert tested.get_column("e:error").null_count() == 1
 
 
 def test_lenient_says_which_rows_were_canonical_as_they_stood() -> None:
