@@ -26,6 +26,7 @@ from sync_engine.normalise import (
 )
 from sync_engine.schema import FieldKind
 
+from ._compact import compact
 from ._sets import SetRegistry
 
 __all__ = ["PYTHON_SPACES", "SET_KINDS", "STABLE", "Column", "ColumnNormaliser", "not_blank"]
@@ -155,6 +156,8 @@ class Column:
 
 
 Slow = Callable[[FieldKind, str], SlowResult]
+_SetKey = tuple[str, FieldKind, str | None, Slow]
+_KNOWN_CELLS = 20_000  # distinct list cells kept across blocks, per column
 
 
 class ColumnNormaliser:
@@ -166,8 +169,10 @@ class ColumnNormaliser:
     def __init__(self, normaliser: Normaliser, registry: SetRegistry) -> None:
         self._normaliser = normaliser
         self.registry = registry
-        # The result for a list column the file lacks, by column and way of normalising.
-        self._missing: dict[tuple[str, FieldKind, str | None, Slow], list[pl.Series]] = {}
+        # By column and way of normalising: the results for a list column the file lacks,
+        # and the distinct list cells met so far with theirs (while they are few).
+        self._missing: dict[_SetKey, list[pl.Series]] = {}
+        self._known: dict[_SetKey, pl.DataFrame] = {}
 
     def strict(self, columns: Sequence[Column], *, trusted: bool = False) -> pl.DataFrame:
         """The local side: ``name`` and ``name:error`` (null where the value is fine).
@@ -248,20 +253,35 @@ class ColumnNormaliser:
         return values, as_is
 
     def _resolve_set(self, column: Column, slow: Slow) -> list[pl.Series]:
-        """Tag and id lists repeat a lot: each distinct cell is normalised once, and a
-        column the file lacks (all null) once a plan: it costs ~30 polars calls."""
+        """Tag and id lists repeat a lot, within a file and across its blocks: each
+        distinct cell is normalised once a plan (a column the file lacks too), and every
+        row then finds its result by one join."""
         height = column.raw.len()
+        key = (column.name, column.kind, column.extra, slow)
         if height and column.raw.null_count() == height:
-            key = (column.name, column.kind, column.extra, slow)
             if key not in self._missing:
                 one = Column(column.name, column.raw.head(1), column.kind, column.extra)
-                self._missing[key] = self._resolve_cells(one, slow)
+                self._missing[key] = _results(_joined(one.raw, self._table(one, one.raw, slow)))
             return [cells.new_from_index(0, height) for cells in self._missing[key]]
-        return self._resolve_cells(column, slow)
+        known = self._known.get(key)
+        if known is None:
+            table = self._table(column, column.raw.unique(), slow)
+        else:
+            joined = _joined(column.raw, known)
+            unseen = joined.get_column("seen").is_null()
+            if not unseen.any():
+                return _results(joined)
+            fresh = self._table(column, column.raw.filter(unseen).unique(), slow)
+            table = pl.concat([known.drop("seen"), fresh])
+        table = table.with_columns(seen=pl.lit(True))
+        if table.height <= _KNOWN_CELLS:
+            self._known[key] = compact(table)
+        return _results(_joined(column.raw, table))
 
-    def _resolve_cells(self, column: Column, slow: Slow) -> list[pl.Series]:
+    def _table(self, column: Column, distinct: pl.Series, slow: Slow) -> pl.DataFrame:
+        """``raw`` (each of ``distinct``) and its results: ids, error, ids with ``extra``."""
         name = column.name
-        table = column.raw.alias("raw").unique().to_frame()
+        table = distinct.alias("raw").to_frame()
         for stage in _set_stages(column.kind):
             table = table.with_columns(**stage)
         pending = table.filter(~pl.col("ok")).get_column("raw")
@@ -280,13 +300,20 @@ class ColumnNormaliser:
         if column.extra is not None:
             added = pl.col("value").list.concat(pl.lit([column.extra])).list.unique().list.sort()
             numbered.append(registry.ids(table.select(added).to_series()).alias(f"{name}:added"))
-        table = table.drop("value").with_columns(numbered)
-        joined = (
-            column.raw.alias("raw")
-            .to_frame()
-            .join(table, on="raw", how="left", maintain_order="left", nulls_equal=True)
-        )
-        return [joined.get_column(c) for c in joined.columns if c != "raw"]
+        return table.drop("value").with_columns(numbered)
+
+
+def _joined(raw: pl.Series, table: pl.DataFrame) -> pl.DataFrame:
+    """Each cell of ``raw`` with its results from ``table`` (by distinct ``raw`` cell)."""
+    return (
+        raw.alias("raw")
+        .to_frame()
+        .join(table, on="raw", how="left", maintain_order="left", nulls_equal=True)
+    )
+
+
+def _results(joined: pl.DataFrame) -> list[pl.Series]:
+    return [joined.get_column(c) for c in joined.columns if c not in ("raw", "seen")]
 
 
 def _resolve_scalar(

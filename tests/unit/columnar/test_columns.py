@@ -137,6 +137,34 @@ def test_lenient_says_which_rows_were_canonical_as_they_stood() -> None:
     assert frame.columns == ["e", "g", "t", "clean"]
 
 
+@pytest.mark.parametrize("kept", [20_000, 2])
+def test_list_cells_met_in_earlier_blocks_give_the_same_results(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks share what they have normalised (while few distinct cells, ``kept``)."""
+    monkeypatch.setattr("sync_engine.columnar._normalise._KNOWN_CELLS", kept)
+    blocks = [["vip,news", "x", "", "b;a"], ["news ; vip", "vip,news", "1,", "x"], ["x", ""]]
+    shared = ColumnNormaliser(Normaliser(), SetRegistry())
+    for kind in (FieldKind.TAGS, FieldKind.IDS):
+        for strict in (True, False):
+            for block in blocks:
+                column = [Column("t", pl.Series("t", block), kind, "7")]
+                fresh = ColumnNormaliser(Normaliser(), SetRegistry())
+                run = shared.strict if strict else shared.lenient
+                again = fresh.strict if strict else fresh.lenient
+                got, want = run(column), again(column)
+                assert got.columns == want.columns
+                for name in got.columns:
+                    if name.startswith("t") and got.schema[name] == pl.UInt32:
+                        # Ids differ between registries: compare the lists behind them.
+                        assert (
+                            shared.registry.items(got.get_column(name)).to_list()
+                            == fresh.registry.items(want.get_column(name)).to_list()
+                        )
+                    else:
+                        assert got.get_column(name).to_list() == want.get_column(name).to_list()
+
+
 def test_python_space_list_is_complete() -> None:
     """The hard-coded list is exactly what str.isspace() accepts, all of Unicode."""
     assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == PYTHON_SPACES
