@@ -124,37 +124,43 @@ def _parse(chunk: bytes, schema: dict[str, type[pl.String]], delimiter: str) -> 
 def _check(chunk: bytes, frame: pl.DataFrame, delimiter: str) -> None:
     """Prove that every record of the block sat on exactly one line with every cell.
 
-    The counting is polars' (off the GIL, while the planner works): counting with
-    ``bytes.count`` holds the GIL, and looking into every cell costs ~14 ms a block.
+    The chunk's lines are scanned by polars (off the GIL, while the planner works, and
+    never all held at once): counting with ``bytes.count`` holds the GIL, and looking
+    into every cell costs ~14 ms a block.
     """
     columns = frame.columns
-    lines: pl.Series | None = None
+    count: int | None = None
     if b"\r" in chunk:
-        lines = _lines(chunk)  # "\r\n" endings trimmed: a "\r" left is a bare one
-        if lines.str.contains("\r", literal=True).any():
+        # "\r\n" endings are trimmed from the lines: a "\r" left is a bare one.
+        bare = pl.col("line").str.contains("\r", literal=True).any()
+        count, found = _lines(chunk).select(pl.len(), bare).collect().row(0)
+        if found:
             raise NotColumnar("a bare carriage return")
     last = frame.get_column(columns[-1])
     if last.null_count() == 0:
         # A short row or a blank line would leave the last cell missing (null), so only
         # a quoted line break could still put a record on two lines.
-        if b'"' in chunk:
-            count = _line_count(chunk) if lines is None else lines.len()
-            if count != frame.height:
-                raise NotColumnar("a record spans several lines")
+        if b'"' in chunk and (count if count is not None else _line_count(chunk)) != frame.height:
+            raise NotColumnar("a record spans several lines")
         return
     if len(columns) == 1:
         raise NotColumnar("a blank line (or an empty one-column record)")
-    if lines is None:
-        lines = _lines(chunk)
-    if lines.len() != frame.height:
+    if (count if count is not None else _line_count(chunk)) != frame.height:
         raise NotColumnar("a record spans several lines")
     # Each record is its line. One whose last cell is missing is whole only if the line
     # has every delimiter: those between cells, plus those inside quoted cells (so only
     # lines with a quote need their cells counted too).
     short = last.is_null()
-    suspects = lines.filter(short)
-    found = suspects.str.count_matches(delimiter, literal=True).fill_null(0)
-    quoted = suspects.str.contains('"', literal=True).fill_null(False)
+    line = pl.col("line").filter(short)
+    suspects = (
+        _lines(chunk)
+        .select(
+            found=line.str.count_matches(delimiter, literal=True).fill_null(0),
+            quoted=line.str.contains('"', literal=True).fill_null(False),
+        )
+        .collect()
+    )
+    found, quoted = suspects.get_column("found"), suspects.get_column("quoted")
     between = len(columns) - 1
     if not (found.filter(~quoted) == between).all():
         raise NotColumnar("a record with too few cells, or a blank line")
@@ -170,21 +176,20 @@ def _check(chunk: bytes, frame: pl.DataFrame, delimiter: str) -> None:
 
 
 # Lines are split on "\n" alone, with no quoting and a separator (NUL) that no block
-# holds (_parse refuses it): each physical line is one cell, "\r\n" endings trimmed.
+# holds (_parse refuses it): each physical line is one cell ("line", null if empty),
+# "\r\n" endings trimmed.
 _NUL = "\x00"
+
+
+def _lines(chunk: bytes) -> pl.LazyFrame:
+    return pl.scan_csv(
+        chunk, has_header=False, quote_char=None, separator=_NUL, schema={"line": pl.String}
+    )
 
 
 def _line_count(chunk: bytes) -> int:
     """The chunk's physical lines (the last may lack its "\n"), counted by polars."""
-    lines = pl.scan_csv(chunk, has_header=False, quote_char=None, separator=_NUL)
-    return int(lines.select(pl.len()).collect().item())
-
-
-def _lines(chunk: bytes) -> pl.Series:
-    """The chunk's physical lines as strings (null for an empty line)."""
-    return pl.read_csv(
-        chunk, has_header=False, quote_char=None, separator=_NUL, schema={"line": pl.String}
-    ).get_column("line")
+    return int(_lines(chunk).select(pl.len()).collect().item())
 
 
 def _readline(stream: IO[bytes]) -> bytes:
