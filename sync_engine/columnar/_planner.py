@@ -42,6 +42,7 @@ from ._shape import Shape
 __all__ = ["ColumnarPlan", "PlanSettings", "Planner", "encode_changes"]
 
 INSERT, UPDATE, UNCHANGED, KEPT = 0, 1, 2, 3
+_COUNTS = ("unchanged", "kept", "inserts", "updates", "skipped")
 _KINDS = {INSERT: ChangeKind.INSERT, UPDATE: ChangeKind.UPDATE}
 _EXPORT_SOURCE = "provider export"  # how the row path names export rows
 _ENCODE_ROWS = 4096  # changes encoded at a time: about 1 MB of JSON
@@ -102,7 +103,8 @@ class Planner:
         self._normaliser = ColumnNormaliser(builder.normaliser, self._registry)
         self._sets = tuple(kind in SET_KINDS for kind in self.shape.kinds)
         self._plan = ColumnarPlan(spool=spool)
-        self._named = pl.Series(dtype=pl.Boolean)  # see _local_pass
+        self._first_line = pl.Series(dtype=pl.UInt32)  # see _local_pass
+        self._counted = dict.fromkeys(_COUNTS, 0)  # see _local_pass
         # Rows are matched as they stand first (see _judge) only if every scalar field is
         # compared exactly: the digest then proves a row equal to the provider's.
         self._trial = all(
@@ -173,10 +175,17 @@ class Planner:
     def _local_pass(
         self, remote: RemoteIndex
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-        """Verdicts of every valid row (``kh, line, verdict, r, r_lock, skipped,
-        written, first``; ``r`` is the matched export line), the keys of rows the index
-        lacks (``kh, line, key``: a known key is the index's own), the invalid rows, and
-        the row count."""
+        """The verdicts still to settle (``kh, line, verdict, r, r_lock, skipped, written,
+        first``; ``r`` is the matched export line), the keys of rows the index lacks
+        (``kh, line, key``: a known key is the index's own), the invalid rows, and the
+        row count.
+
+        A valid row whose key the index knows is settled as soon as its block is read
+        (whether it came first is known by then): it is only counted. Kept are the rows
+        the end still needs: those of keys new to the provider (a later block cannot
+        change what an earlier one did, but the same new key may have come before), the
+        repeats, and the contacts kept by consent that the report lists.
+        """
         shape = self.shape
         columns = LocalColumns(
             self._local, builder=self._builder, shape=shape, normaliser=self._normaliser
@@ -194,9 +203,9 @@ class Planner:
         )
         lookup = (index_values, SortedHashes(remote.frame.get_column("kh")))
         verdict, skipped = self._verdict(), self._skipped()
-        # Which index rows a local row has named so far, by export line: a row naming one
-        # already named is a repeat, known as soon as its block is read.
-        self._named = _marks(remote)
+        # The first local line to name each index row, by export line (0: none yet): a
+        # row naming one already named is a repeat, known as soon as its block is read.
+        self._first_line = _first_lines(remote)
         valid: list[pl.DataFrame] = []
         unknown: list[pl.DataFrame] = []
         invalid: list[pl.DataFrame] = []
@@ -217,20 +226,25 @@ class Planner:
                 for i in shape.additive
             ).with_columns(verdict=verdict)
             narrow = judged.select("key", "kh", "line", "verdict", "r", "r_lock").filter(ok)
-            matched = narrow.get_column("r")
-            named_before = self._named.gather(matched).fill_null(False)
-            self._named.scatter(matched.drop_nulls(), True)
+            named_before = self._first_line.gather(narrow.get_column("r")) != 0
             narrow = narrow.with_columns(
-                first=pl.col("kh").is_first_distinct() & ~named_before, skipped=skipped
+                first=pl.col("kh").is_first_distinct() & ~named_before.fill_null(False),
+                skipped=skipped,
             ).with_columns(
                 written=pl.col("first")
                 & pl.col("verdict").is_in([INSERT, UPDATE])
                 & ~pl.col("skipped")
             )
+            named = narrow.filter(pl.col("first") & pl.col("r").is_not_null())
+            self._first_line.scatter(named.get_column("r"), named.get_column("line"))
             lines = narrow.filter("written").get_column("line")
             self._write(judged.filter(pl.col("line").is_in(lines.implode())))
+            unsettled = pl.col("r").is_null() | ~pl.col("first") | (pl.col("verdict") == KEPT)
+            self._count(narrow.filter(~unsettled))
             valid.append(
-                narrow.select("kh", "line", "verdict", "r", "r_lock", "skipped", "written", "first")
+                narrow.filter(unsettled).select(
+                    "kh", "line", "verdict", "r", "r_lock", "skipped", "written", "first"
+                )
             )
             unknown.append(
                 compact(narrow.filter(pl.col("r").is_null()).select("kh", "line", "key"))
@@ -241,6 +255,19 @@ class Planner:
             _concat(invalid, _INVALID),
             rows,
         )
+
+    def _count(self, rows: pl.DataFrame) -> None:
+        """Add rows' verdicts to the plan's counts (``_COUNTS``)."""
+        verdict, skipped, once = pl.col("verdict"), pl.col("skipped"), pl.col("first")
+        counts = rows.select(
+            unchanged=(once & (verdict == UNCHANGED)).sum(),
+            kept=(once & (verdict == KEPT)).sum(),
+            inserts=(once & (verdict == INSERT) & ~skipped).sum(),
+            updates=(once & (verdict == UPDATE) & ~skipped).sum(),
+            skipped=(once & skipped).sum(),
+        ).row(0, named=True)
+        for name in _COUNTS:
+            self._counted[name] += int(counts[name])
 
     def _judge(self, columns: LocalColumns, block: Block, lookup: _Index) -> pl.DataFrame:
         """The block's rows normalised, hashed and matched to the index (``r_*``).
@@ -368,13 +395,18 @@ class Planner:
     ) -> None:
         # No copy of the million verdicts: counts are filtered sums, and only the few
         # repeated rows (and the first rows they repeat) are ever materialised.
-        if not repeats.is_empty():
-            earlier = valid.filter(
-                pl.col("first") & pl.col("kh").is_in(repeats.get_column("kh").implode())
-            ).select("kh", first_line="line")
-            repeats = repeats.join(earlier, on="kh", how="left", maintain_order="left")
-        else:
-            repeats = repeats.with_columns(first_line=pl.lit(None, dtype=pl.UInt32))
+        # The row each repeat repeats: of a known key, the first to name its index row;
+        # of a new key, the first row with its hash.
+        fresh = repeats.filter(pl.col("r").is_null())
+        earlier = valid.filter(
+            pl.col("first") & pl.col("kh").is_in(fresh.get_column("kh").implode())
+        ).select("kh", first_line="line")
+        repeats = repeats.with_columns(
+            first_line=self._first_line.gather(repeats.get_column("r"))
+        ).join(earlier, on="kh", how="left", maintain_order="left")
+        repeats = repeats.with_columns(
+            first_line=pl.coalesce("first_line", "first_line_right")
+        ).drop("first_line_right")
         repeats = self._with_keys(repeats, unknown, names)
         late = repeats.filter("written")
         if not late.is_empty():
@@ -382,14 +414,8 @@ class Planner:
             # repeated across blocks and changed), so rewriting the spool is fine.
             self._drop_from_spool(frozenset(late.get_column("line").to_list()))
         summary = report.plan
-        verdict, skipped, once = pl.col("verdict"), pl.col("skipped"), pl.col("first")
-        counts = valid.select(
-            unchanged=(once & (verdict == UNCHANGED)).sum(),
-            kept=(once & (verdict == KEPT)).sum(),
-            inserts=(once & (verdict == INSERT) & ~skipped).sum(),
-            updates=(once & (verdict == UPDATE) & ~skipped).sum(),
-            skipped=(once & skipped).sum(),
-        ).row(0, named=True)
+        self._count(valid)
+        counts = self._counted
         summary.local_rows += rows
         summary.invalid_local += invalid.height
         summary.duplicates += repeats.height
@@ -473,7 +499,7 @@ class Planner:
         wanted = named.get_column("kh").implode()
         matched = remote.frame.filter(pl.col("kh").is_in(wanted)).select("kh", "kc", r="line")
         protected = named.join(matched, on="kh").filter(pl.col("kc") == pl.col("kc_right"))
-        marks = self._named.scatter(protected.get_column("r"), True)
+        marks = (self._first_line != 0).scatter(protected.get_column("r"), True)
         unseen = remote.frame.filter(~marks.gather(remote.frame.get_column("line")))
         return unseen.select("line", "lock").sort("line")
 
@@ -530,11 +556,11 @@ def _first_across_blocks(valid: pl.DataFrame) -> pl.DataFrame:
     return valid.with_columns(first=valid.get_column("first").scatter(fresh.filter(again), False))
 
 
-def _marks(remote: RemoteIndex) -> pl.Series:
-    """False for every export line that an index row can have."""
+def _first_lines(remote: RemoteIndex) -> pl.Series:
+    """0 for every export line that an index row can have."""
     lines = remote.frame.get_column("line")
     size = 0 if lines.is_empty() else int(lines.max()) + 1  # type: ignore[arg-type]
-    return pl.repeat(False, size, eager=True, dtype=pl.Boolean)
+    return pl.repeat(0, size, eager=True, dtype=pl.UInt32)
 
 
 def _lookup(index: _Index, hashes: pl.Series) -> pl.DataFrame:
