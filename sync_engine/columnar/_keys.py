@@ -48,25 +48,21 @@ class KeyStore:
     def keys(self, lines: pl.Series) -> pl.DataFrame:
         """``line, key`` of the given export lines (those with a key), in line order.
 
-        The wanted lines are sorted once; each file is opened only if some fall in its
-        range, and found in it by binary search (its lines ascend): at 10M contacts a
-        hash set of the wanted lines per file cost ~0.8 s a call, this a few ms.
+        Only files whose line range holds a wanted line are read, by one query: polars
+        reads them in parallel and keeps only the wanted rows of each (at 10M contacts,
+        0.5 s for 120 files against 1.2 s one by one).
         """
         schema = {"line": pl.UInt32, "key": pl.String}
         wanted = lines.cast(pl.UInt32).unique().sort()
-        found: list[pl.DataFrame] = []
-        for path, first, last in self._files:
-            start = int(wanted.search_sorted(first, side="left"))
-            end = int(wanted.search_sorted(last, side="right"))
-            if start == end:
-                continue
-            stored = pl.read_ipc(path)
-            asked = wanted.slice(start, end - start)
-            stored_lines = stored.get_column("line")
-            at = stored_lines.search_sorted(asked, side="left").clip(0, stored.height - 1)
-            hit = stored_lines.gather(at) == asked  # a keyless line is not in the file
-            found.append(stored[at.filter(hit)])
-        return pl.concat(found) if found else pl.DataFrame(schema=schema)
+        paths = [
+            path
+            for path, first, last in self._files
+            if wanted.search_sorted(first, side="left") < wanted.search_sorted(last, side="right")
+        ]
+        if not paths:
+            return pl.DataFrame(schema=schema)
+        found = pl.scan_ipc(paths).filter(pl.col("line").is_in(wanted.implode())).collect()
+        return found.sort("line")
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
