@@ -209,18 +209,14 @@ def _finish(
     # gathered: the sort never holds two copies of the whole index. (One chunk per
     # block: random access into a hundred chunks costs a search per element, so each
     # column is made contiguous before it is gathered.)
+    # A stable sort: a key met again sorts right after its first row (no hash table
+    # over the whole index), and the first of each run is the one met first.
     hashes = frame.get_column("kh").rechunk()
-    order = hashes.arg_sort()
+    order = hashes.to_frame().select(pl.arg_sort_by("kh", maintain_order=True)).to_series()
     ordered_hashes = hashes.gather(order)
-    # A key met again sorts next to its first row: no hash table over the whole index.
     first = ordered_hashes.ne_missing(ordered_hashes.shift(1))
     del hashes, ordered_hashes
     repeated = not first.all()
-    if repeated:
-        # Rare: then sort by (hash, export position) so that the first row of each run
-        # is the one met first in the export, whatever the sort does with ties.
-        at = pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True).alias("at")
-        order = pl.DataFrame([frame.get_column("kh").rechunk(), at]).sort("kh", "at")["at"]
     columns: dict[str, pl.Series] = {name: frame.get_column(name) for name in frame.columns}
     del frame
     ordered = [columns.pop(name).rechunk().gather(order) for name in list(columns)]
