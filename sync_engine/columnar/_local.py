@@ -82,13 +82,18 @@ class LocalColumns:
         if sets.width:
             parts.append(sets)
         values = pl.concat(parts, how="horizontal")
-        mapped = [i for i, position in enumerate(self._positions) if position is not None]
-        errors = [pl.col(f"{shape.value(i)}:error") for i in mapped]
+        # The mapped fields that can fail, in mapping order (trusted scalars cannot).
+        failing = [
+            i
+            for i, position in enumerate(self._positions)
+            if position is not None and f"{shape.value(i)}:error" in values.columns
+        ]
+        errors = [pl.col(f"{shape.value(i)}:error") for i in failing]
         fields = [
             pl.when(pl.col(f"{shape.value(i)}:error").is_not_null()).then(
                 pl.lit(builder.mapping[shape.fields[i]])
             )
-            for i in mapped
+            for i in failing
         ]
         frame = values.with_columns(
             line=lines,

@@ -180,7 +180,7 @@ class ColumnNormaliser:
         An invalid value becomes "" (as ``ContactBuilder.local`` keeps it). ``trusted``
         says the scalar cells are already known to be their own canonical form (the plan
         matched them to the provider's canonical values): they are kept as they are,
-        without a test.
+        without a test, and without ``:error`` columns (they have none).
         """
         return self._run(columns, self._strict_value, trusted=trusted)[0]
 
@@ -228,10 +228,7 @@ class ColumnNormaliser:
                 ]
             )
             if trusted:
-                nothing = pl.repeat(None, height, dtype=pl.String, eager=True)
-                for column in scalars:
-                    error = nothing.alias(f"{column.name}:error")
-                    result.extend([frame.get_column(column.name), error])
+                result.extend(frame.get_column(column.name) for column in scalars)
                 scalars = []
             fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
             if scalars:

@@ -299,9 +299,13 @@ class Planner:
         rows = (~trusted).arg_true()
         again = columns.frame(raw[rows], sets[rows], lines.gather(rows))
         again = self._matched(again, lookup)
-        return pl.DataFrame(
-            [trial.get_column(name).scatter(rows, again.get_column(name)) for name in trial.columns]
-        )
+        # Put back in place: once the trial frame is let go, its columns are held by
+        # this list alone, so scatter need not copy them.
+        judged = trial.get_columns()
+        del trial
+        for column in judged:
+            column.scatter(rows, again.get_column(column.name))
+        return pl.DataFrame(judged)
 
     def _hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(
