@@ -62,20 +62,28 @@ class SetRegistry:
 
     def within(self, inner: pl.Series, outer: pl.Series) -> pl.Series:
         """Row by row: is set ``inner`` a subset of set ``outer``? (True where either is
-        null: such rows are decided elsewhere.)"""
+        null: such rows are decided elsewhere.) Only rows with two different sets are
+        looked at, each distinct pair once: most rows hold the same set on both sides."""
         pairs = pl.DataFrame({"inner": inner, "outer": outer})
-        todo = pairs.filter(
-            pl.col("inner").is_not_null()
-            & pl.col("outer").is_not_null()
-            & (pl.col("inner") != pl.col("outer"))
-        ).unique()
-        if todo.is_empty():
-            return pl.repeat(True, pairs.height, eager=True)
+        differ = (
+            pairs.select(
+                pl.col("inner").is_not_null()
+                & pl.col("outer").is_not_null()
+                & (pl.col("inner") != pl.col("outer"))
+            )
+            .to_series()
+            .arg_true()
+        )
+        result = pl.repeat(True, pairs.height, dtype=pl.Boolean, eager=True)
+        if differ.is_empty():
+            return result
+        asked = pairs[differ]
+        todo = asked.unique()
         decided = todo.with_columns(
             within=self.items(todo.get_column("inner"))
             .list.set_difference(self.items(todo.get_column("outer")))
             .list.len()
             == 0
         )
-        joined = pairs.join(decided, on=["inner", "outer"], how="left", maintain_order="left")
-        return joined.get_column("within").fill_null(True)
+        joined = asked.join(decided, on=["inner", "outer"], how="left", maintain_order="left")
+        return result.scatter(differ, joined.get_column("within"))
