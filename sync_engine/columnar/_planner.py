@@ -202,6 +202,8 @@ class Planner:
             pl.col("line").alias("r"),  # the export line of the matched contact
         )
         lookup = (index_values, SortedHashes(remote.frame.get_column("kh")))
+        if remote.frame.is_empty():
+            self._trial = False  # a first sync: no row can equal an index row
         verdict, skipped = self._verdict(), self._skipped()
         # The first local line to name each index row, by export line (0: none yet): a
         # row naming one already named is a repeat, known as soon as its block is read.
@@ -295,8 +297,12 @@ class Planner:
         ).to_series()
         if trusted.all():
             return trial
-        # The other rows, normalised and matched again on their own, then put back.
         rows = (~trusted).arg_true()
+        if 2 * rows.len() > raw.height:
+            # Mostly new or changed rows: the whole block, as it would be without a trial.
+            del trial
+            return self._matched(columns.frame(raw, sets, lines), lookup)
+        # The other rows, normalised and matched again on their own, then put back.
         again = columns.frame(raw[rows], sets[rows], lines.gather(rows))
         again = self._matched(again, lookup)
         # Put back in place: once the trial frame is let go, its columns are held by
