@@ -587,6 +587,33 @@ def test_property_never_over_the_limit_and_never_slower_than_needed(
     assert starts == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
+class LateClock(FakeClock):
+    """A FakeClock whose sleepers wake ``late`` seconds after their deadline, as on an
+    event loop busy with other work when the deadline comes."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + self.late if seconds > 0 else seconds)
+
+
+async def test_late_wakeups_do_not_pile_up_through_the_smoothing_window() -> None:
+    """400 ready calls at 20/s (smoothed to 2 per 0.1 s), every wakeup 10 ms late: the
+    run still ends near N/R. The limit itself holds on the real start times, and the
+    smoothing window within one slot of spacing."""
+    late = 0.01
+    clock = LateClock(late)
+    limiter = RateLimiter(200, 10.0, burst=2, clock=clock)
+    starts = await run_at_zero(limiter, clock, 400)
+    assert_window(starts, 200, 10.0)
+    s = sorted(starts)
+    assert all(s[i + 3] >= s[i] + 0.1 - 1e-9 for i in range(len(s) - 3))
+    # Dated by the real starts, the chain of 199 smoothed slots would end 2 s later.
+    assert max(starts) < 19.95 + 10 * late
+
+
 async def test_a_margin_widens_the_window_the_provider_counts() -> None:
     """With margin m, the call after a full window waits period + m, not period."""
     clock = FakeClock(auto_advance=False)
