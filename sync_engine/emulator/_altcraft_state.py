@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._gc import LongLived
+
 __all__ = ["AltcraftError", "Profile", "ProfileStore", "Subscription"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -111,6 +113,7 @@ class ProfileStore:
         # (db_id, "email" | "phones", value) -> the first profile with it: imports of many
         # thousands of profiles must not scan the base once per profile.
         self._index: dict[tuple[int, str, str], list[str]] = {}
+        self._long_lived = LongLived()
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -128,6 +131,7 @@ class ProfileStore:
     ) -> Profile:
         profile = Profile(uuid.uuid4().hex[:24], db_id, dict(fields), list(subscriptions))
         self._profiles[profile.id] = profile
+        self._long_lived.stored()
         self._reindex(profile, set())
         return profile
 

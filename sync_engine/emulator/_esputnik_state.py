@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._gc import LongLived
+
 __all__ = ["Account", "BadRequest", "EmulatedESputnikContact", "ImportSession"]
 
 STANDARD_FIELDS = (
@@ -94,6 +96,7 @@ class Account:
         self._next_id = 100001
         self._next_group = 5001
         self._next_session = 1
+        self._long_lived = LongLived()
 
     def next_id(self) -> int:
         """Reserve nothing; the id the next new contact would get."""
@@ -102,6 +105,7 @@ class Account:
     def add(self, contact: EmulatedESputnikContact) -> None:
         """Store a contact as it is; later ids stay above it."""
         self.contacts[contact.id] = contact
+        self._long_lived.stored()
         self._next_id = max(self._next_id, contact.id + 1)
         for name in contact.groups:
             self.group_id(name)

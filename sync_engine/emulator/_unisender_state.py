@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ._catalog import Catalog
+from ._gc import LongLived
 from ._model import (
     EXPORT_SYSTEM_FIELDS,
     IMPORT_SYSTEM_FIELDS,
@@ -115,6 +116,7 @@ class ContactBase:
         self._by_phone: dict[str, int] = {}
         self._added_at: dict[int, float] = {}
         self._next_contact_id = 1
+        self._long_lived = LongLived()
 
     # -- contacts ---------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class ContactBase:
             contact.id = self._next_contact_id
         self._next_contact_id = max(self._next_contact_id, contact.id + 1)
         self._contacts[contact.id] = contact
+        self._long_lived.stored()
         self._added_at[contact.id] = time.time()
         if contact.email:
             self._by_email[contact.email] = contact.id
