@@ -403,8 +403,7 @@ class Planner:
         remote: RemoteIndex,
         report: SyncReport,
     ) -> None:
-        # No copy of the million verdicts: counts are filtered sums, and only the few
-        # repeated rows (and the first rows they repeat) are ever materialised.
+        # Only the unsettled rows reach here (see _local_pass): the rest are counted.
         # The row each repeat repeats: of a known key, the first to name its index row;
         # of a new key, the first row with its hash.
         fresh = repeats.filter(pl.col("r").is_null())
