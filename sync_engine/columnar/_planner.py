@@ -115,6 +115,7 @@ class Planner:
         """Plan, then fill the report; raises NotColumnar before touching the report."""
         started = time.perf_counter()
         keys = KeyStore(self._spool.path.parent)
+        fresh_keys = KeyStore(self._spool.path.parent)
         try:
             remote = index_remote(
                 self._export,
@@ -125,7 +126,7 @@ class Planner:
                 keys=keys,
             )
             indexed = time.perf_counter()
-            valid, unknown, invalid, rows = self._local_pass(remote)
+            valid, invalid, rows = self._local_pass(remote, fresh_keys)
             self._report_remote(remote, report)
             valid = _first_across_blocks(valid)
             repeats = valid.filter(~pl.col("first"))
@@ -136,10 +137,11 @@ class Planner:
             # The few export keys the report names, read back from disk in one pass.
             wanted = pl.concat([repeats.get_column("r"), kept.get_column("r"), unseen["line"]])
             names = remote.keys.keys(wanted.drop_nulls()).rename({"line": "r"})
-            self._resolve(valid, repeats, kept, names, unknown, invalid, rows, remote, report)
+            self._resolve(valid, repeats, kept, names, fresh_keys, invalid, rows, remote, report)
             self._removals(unseen, names, report)
         finally:
             keys.close()
+            fresh_keys.close()
         self._spool.close()
         report.stages["index"] = report.stages.get("index", 0.0) + indexed - started
         report.stages["plan"] = report.stages.get("plan", 0.0) + time.perf_counter() - indexed
@@ -173,18 +175,19 @@ class Planner:
         return pl.lit(False)
 
     def _local_pass(
-        self, remote: RemoteIndex
-    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+        self, remote: RemoteIndex, fresh_keys: KeyStore
+    ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         """The verdicts still to settle (``kh, line, verdict, r, r_lock, skipped, written,
-        first``; ``r`` is the matched export line), the keys of rows the index lacks
-        (``kh, line, key``: a known key is the index's own), the invalid rows, and the
-        row count.
+        first``; ``r`` is the matched export line), the invalid rows, and the row count;
+        the keys of valid rows the index lacks go to ``fresh_keys`` (a known key is the
+        index's own).
 
         A valid row whose key the index knows is settled as soon as its block is read
         (whether it came first is known by then): it is only counted. Kept are the rows
         the end still needs: those of keys new to the provider (a later block cannot
         change what an earlier one did, but the same new key may have come before), the
-        repeats, and the contacts kept by consent that the report lists.
+        repeats, and the contacts kept by consent that the report lists. On a first sync
+        every key is new: their strings wait on disk, not in memory.
         """
         shape = self.shape
         columns = LocalColumns(
@@ -209,7 +212,6 @@ class Planner:
         # row naming one already named is a repeat, known as soon as its block is read.
         self._first_line = _first_lines(remote)
         valid: list[pl.DataFrame] = []
-        unknown: list[pl.DataFrame] = []
         invalid: list[pl.DataFrame] = []
         rows = 0
         for block in self._local.blocks():
@@ -248,12 +250,10 @@ class Planner:
                     "kh", "line", "verdict", "r", "r_lock", "skipped", "written", "first"
                 )
             )
-            unknown.append(
-                compact(narrow.filter(pl.col("r").is_null()).select("kh", "line", "key"))
-            )
+            # The keys of rows new to the provider: only repeats among them need one back.
+            fresh_keys.add(narrow.filter(pl.col("r").is_null()).select("line", "key"))
         return (
             _concat(valid, _VALID),
-            _concat(unknown, _UNKNOWN),
             _concat(invalid, _INVALID),
             rows,
         )
@@ -397,7 +397,7 @@ class Planner:
         repeats: pl.DataFrame,
         kept: pl.DataFrame,
         names: pl.DataFrame,
-        unknown: pl.DataFrame,
+        fresh_keys: KeyStore,
         invalid: pl.DataFrame,
         rows: int,
         remote: RemoteIndex,
@@ -416,7 +416,7 @@ class Planner:
         repeats = repeats.with_columns(
             first_line=pl.coalesce("first_line", "first_line_right")
         ).drop("first_line_right")
-        repeats = self._with_keys(repeats, unknown, names)
+        repeats = self._with_keys(repeats, fresh_keys, names)
         late = repeats.filter("written")
         if not late.is_empty():
             # Written before the block that saw the key first had been read: rare (a key
@@ -451,18 +451,18 @@ class Planner:
 
     @staticmethod
     def _with_keys(
-        repeats: pl.DataFrame, unknown: pl.DataFrame, names: pl.DataFrame
+        repeats: pl.DataFrame, fresh_keys: KeyStore, names: pl.DataFrame
     ) -> pl.DataFrame:
         """Repeated rows with their key: the export's for a known key (``names``, by the
-        matched export line ``r``; the lookup already checked it), else the row's own,
-        checked against the first row's."""
+        matched export line ``r``; the lookup already checked it), else the row's own
+        (from ``fresh_keys``), checked against the first row's."""
         if repeats.is_empty():
             return repeats.with_columns(key=pl.lit(None, dtype=pl.String))
         known = repeats.filter(pl.col("r").is_not_null()).join(names, on="r", how="left")
-        fresh = (
-            repeats.filter(pl.col("r").is_null())
-            .join(unknown.select("line", "key"), on="line", how="left")
-            .join(unknown.select(first_line="line", first_key="key"), on="first_line", how="left")
+        fresh = repeats.filter(pl.col("r").is_null())
+        keyed = fresh_keys.keys(pl.concat([fresh.get_column("line"), fresh["first_line"]]))
+        fresh = fresh.join(keyed, on="line", how="left").join(
+            keyed.select(first_line="line", first_key="key"), on="first_line", how="left"
         )
         if (fresh.get_column("key") != fresh.get_column("first_key")).any():
             raise NotColumnar("two different keys share a 64-bit hash")
@@ -586,7 +586,6 @@ def _line(problem: Problem) -> int:
     return problem.line or 0
 
 
-_UNKNOWN = pl.Schema({"kh": pl.UInt64, "line": pl.UInt32, "key": pl.String})
 _VALID = pl.Schema(
     {
         "kh": pl.UInt64,

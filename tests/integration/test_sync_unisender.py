@@ -540,3 +540,56 @@ async def test_a_file_the_columnar_reader_refuses_is_planned_row_by_row(
     ).items()
     assert report.inserted == 1
     assert [(p.line, p.field) for p in report.problems.kept] == [(4, "email")]
+
+
+@pytest.mark.parametrize("block_bytes", [None, 48])
+async def test_repeated_keys_new_and_known_are_reported_like_the_row_path(
+    tmp_path: Path, provider: Provider, block_bytes: int | None
+) -> None:
+    """Keys the provider has and keys it lacks, each repeated (in one block and, with
+    tiny blocks, across blocks): the first row counts, every repeat is reported with the
+    row it repeats, exactly as the row planner does it."""
+    from unittest import mock
+
+    from sync_engine.columnar import _blocks
+
+    lid = provider.list_id
+    provider.emulator.seed(
+        EmulatedContact(email=f"k{i}@example.com", email_list_ids={lid}, fields={"Name": "K"})
+        for i in range(3)
+    )
+    rows = [
+        ["k0@example.com", "K"],
+        ["new1@example.com", "N1"],
+        ["K0@example.com", "again"],  # a known key, written otherwise
+        ["new1@example.com", "N1 again"],  # a new key
+        ["k1@example.com", "Changed"],
+        ["new2@example.com", "N2"],
+        ["new2@example.com", "N2"],
+        ["k1@example.com", "K"],
+    ]
+    config = config_for(
+        tmp_path, provider, source=write_csv(tmp_path / "c.csv", ["email", "name"], rows)
+    )
+    reports = []
+    for columnar in (True, False):
+        with (
+            capture_logs() as logs,
+            mock.patch.object(_blocks, "BLOCK_BYTES", block_bytes or _blocks.BLOCK_BYTES),
+        ):
+            async with SyncEngine(config, clock=provider.clock, columnar=columnar) as engine:
+                report = (await engine.plan()).to_dict()
+        report.pop("stages")
+        planned = [e["event"] for e in logs if e["event"] == "planned column-wise"]
+        assert planned == (["planned column-wise"] if columnar else [])
+        reports.append(report)
+    assert reports[0] == reports[1]
+    plan = reports[0]["plan"]
+    assert (plan["to_insert"], plan["to_update"], plan["duplicates"]) == (2, 1, 4)
+    repeated = [(p["key"], p["line"]) for p in reports[0]["problems"] if "duplicate" in p["reason"]]
+    assert repeated == [
+        ("k0@example.com", 4),
+        ("new1@example.com", 5),
+        ("new2@example.com", 8),
+        ("k1@example.com", 9),
+    ]
