@@ -14,6 +14,8 @@ from typing import Protocol
 from aiohttp import web
 from yarl import URL
 
+from .emulator._gc import freeze_long_lived_objects
+
 __all__ = ["ServableEmulator", "running_emulator", "serve_forever"]
 
 
@@ -58,7 +60,12 @@ async def serve_forever(
     port: int,
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until cancelled; ``ready(base_url)`` is called once the socket listens."""
+    """Serve until cancelled; ``ready(base_url)`` is called once the socket listens.
+
+    The server has the process to itself, so a growing contact base may keep its objects
+    out of the cyclic collector's way (see ``emulator._gc``).
+    """
+    freeze_long_lived_objects()
     async with _serving(emulator, host, port) as base_url:
         if ready is not None:
             ready(base_url)

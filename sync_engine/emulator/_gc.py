@@ -9,20 +9,25 @@ had spaced. ``gc.freeze`` moves every object tracked so far into a generation th
 collections skip; objects are still freed by reference counting as usual. Only a cycle
 that is live at a freeze and dropped later is never reclaimed, so freezes are rare: one
 per ``FREEZE_EVERY`` contacts stored (with 5,000, the longest pause at 200,000 contacts
-was 34 ms).
+was 34 ms). The collector is the whole process's: only a server that has the process
+to itself (``serve_forever``) turns freezing on; an emulator inside a test leaves the
+test's objects alone.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["FREEZE_EVERY", "LongLived"]
+__all__ = ["FREEZE_EVERY", "LongLived", "freeze_long_lived_objects"]
 
 FREEZE_EVERY = 5_000
 
 
 class LongLived:
-    """Counts stored long-lived objects; freezes the collector's view every so many."""
+    """Counts stored long-lived objects; freezes the collector's view every so many
+    (when the process has turned freezing on)."""
+
+    freezing = False  # for the whole process: see freeze_long_lived_objects
 
     def __init__(self, every: int = FREEZE_EVERY) -> None:
         self.every = every
@@ -31,7 +36,12 @@ class LongLived:
 
     def stored(self, count: int = 1) -> None:
         self._pending += count
-        if self._pending >= self.every:
+        if LongLived.freezing and self._pending >= self.every:
             gc.freeze()
             self.freezes += 1
             self._pending = 0
+
+
+def freeze_long_lived_objects() -> None:
+    """Let emulated bases freeze the collector's view as they grow (process-wide)."""
+    LongLived.freezing = True

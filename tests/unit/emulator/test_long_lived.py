@@ -14,10 +14,20 @@ from sync_engine.emulator._unisender_state import ContactBase
 
 
 @pytest.fixture(autouse=True)
-def unfrozen() -> Iterator[None]:
-    """Leave the process's collector as the test found it."""
+def freezing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As in a served emulator; the process's collector is left as the test found it."""
+    monkeypatch.setattr(LongLived, "freezing", True)
     yield
     gc.unfreeze()
+
+
+def test_nothing_is_frozen_unless_the_process_turned_freezing_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(LongLived, "freezing", False)
+    tracker = LongLived(every=1)
+    tracker.stored(3)
+    assert tracker.freezes == 0
 
 
 def test_every_so_many_stored_objects_everything_tracked_is_frozen() -> None:
