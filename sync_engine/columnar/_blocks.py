@@ -137,16 +137,17 @@ def _check(chunk: bytes, frame: pl.DataFrame, delimiter: str) -> None:
         if found:
             raise NotColumnar("a bare carriage return")
     last = frame.get_column(columns[-1])
-    if last.null_count() == 0:
-        # A short row or a blank line would leave the last cell missing (null), so only
-        # a quoted line break could still put a record on two lines.
-        if b'"' in chunk and (count if count is not None else _line_count(chunk)) != frame.height:
-            raise NotColumnar("a record spans several lines")
+    whole = last.null_count() == 0
+    # A short row or a blank line would leave the last cell missing (null), so with every
+    # last cell there only a quoted line break could still put a record on two lines.
+    if whole and b'"' not in chunk:
+        return
+    if (_line_count(chunk) if count is None else count) != frame.height:
+        raise NotColumnar("a record spans several lines")
+    if whole:
         return
     if len(columns) == 1:
         raise NotColumnar("a blank line (or an empty one-column record)")
-    if (count if count is not None else _line_count(chunk)) != frame.height:
-        raise NotColumnar("a record spans several lines")
     # Each record is its line. One whose last cell is missing is whole only if the line
     # has every delimiter: those between cells, plus those inside quoted cells (so only
     # lines with a quote need their cells counted too).

@@ -1,10 +1,12 @@
-"""The export's keys on disk, by line, while the index in memory holds only their hashes.
+"""Key strings on disk, by line, while memory holds only their hashes.
 
 At a million contacts the key strings are the largest column of the remote index (and
 sorting the index copies them again); the plan needs them only for the few rows it
 names at the end (removals, contacts kept by consent, repeated keys). So each block's
 ``line, key`` goes to an Arrow IPC file as it is read, and those few rows are found
-again by line, one block file at a time, so a lookup never loads every key at once.
+again by line, reading only the files whose lines hold them and keeping only the
+wanted rows of each. The local keys the export lacks (all of them on a first sync) wait
+the same way, for the repeats among them.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ def key_check(key: pl.Expr) -> pl.Expr:
 
 
 class KeyStore:
-    """``line -> key`` of every keyed export row, spilled to disk block by block."""
+    """``line -> key`` of rows met block by block (lines ascending), spilled to disk."""
 
     def __init__(self, work_dir: Path) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="export-keys-", dir=work_dir))
+        self._dir = Path(tempfile.mkdtemp(prefix="keys-", dir=work_dir))
         # Each file with the first and last line it holds (lines ascend through them).
         self._files: list[tuple[Path, int, int]] = []
 

@@ -228,20 +228,14 @@ class ColumnNormaliser:
                 ]
             )
             if trusted:
-                result.extend(frame.get_column(column.name) for column in scalars)
-                scalars = []
-            fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
-            if scalars:
+                result.extend(frame.get_columns())
+            else:
+                fine = frame.select(_as_is(c.kind, pl.col(c.name)).alias(c.name) for c in scalars)
                 as_is = fine.select(pl.all_horizontal(pl.all())).to_series()
-            for column in scalars:
-                result.extend(
-                    _resolve_scalar(
-                        frame.get_column(column.name),
-                        fine.get_column(column.name),
-                        column.kind,
-                        slow,
-                    )
-                )
+                for column in scalars:
+                    name = column.name
+                    raw, ok = frame.get_column(name), fine.get_column(name)
+                    result.extend(_resolve_scalar(raw, ok, column.kind, slow))
         for column in columns:
             if column.kind in SET_KINDS:
                 result.extend(self._resolve_set(column, slow))
